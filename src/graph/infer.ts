@@ -1,0 +1,53 @@
+/**
+ * The inference graph: weights as initializers (ORT's fastest conv path needs them constant), a free batch
+ * dimension, and one output per requested tap. Layers after the last requested tap are not emitted.
+ */
+import { VggError } from "../errors.js";
+import { opOf } from "../ops/index.js";
+import type { StateDict } from "../tensor.js";
+import { tapNames, type VggModel } from "../zoo/model.js";
+import { GraphBuilder } from "./builder.js";
+import { encodeModel, type ModelSpec } from "./onnx.js";
+
+export interface InferenceGraphOptions {
+  /** Tap names to output (default: ["logits"]). */
+  taps?: string[];
+  /** Name of the graph input (default "input"). */
+  inputName?: string;
+}
+
+export function buildInferenceGraph(m: VggModel, weights: StateDict, opts: InferenceGraphOptions = {}): ModelSpec {
+  const taps = opts.taps ?? ["logits"];
+  const known = tapNames(m);
+  for (const t of taps) {
+    if (!known.includes(t)) throw new VggError(`unknown tap '${t}' for ${m.arch} (known: ${known.join(", ")})`);
+  }
+  const g = new GraphBuilder();
+  let x = g.input(opts.inputName ?? "input", "float32", ["N", ...m.inputShape]);
+  const last = Math.max(...taps.map((t) => m.layers.findIndex((l) => l.tap === t)));
+  const tapValues = new Map<string, { value: string; shape: number[] }>();
+  for (const layer of m.layers.slice(0, last + 1)) {
+    const ctx = {
+      g,
+      training: false,
+      param(suffix: string) {
+        const key = `${layer.name}.${suffix}`;
+        const t = weights.get(key);
+        if (!t) throw new VggError(`weights lack '${key}'`);
+        return g.initializer(key, t);
+      },
+    };
+    x = opOf(layer.kind).forward(ctx, layer.attrs, x, layer.inShape, layer.tap ?? layer.name.replace(/\./g, "_"));
+    if (layer.tap) tapValues.set(layer.tap, { value: x, shape: layer.outShape });
+  }
+  for (const t of taps) {
+    const v = tapValues.get(t);
+    if (!v) throw new Error(`tap ${t} not emitted`);
+    g.output(v.value, t, "float32", ["N", ...v.shape]);
+  }
+  return g.spec({ arch: m.arch, options: JSON.stringify(m.options) });
+}
+
+export function encodeInferenceGraph(m: VggModel, weights: StateDict, opts: InferenceGraphOptions = {}): Uint8Array {
+  return encodeModel(buildInferenceGraph(m, weights, opts));
+}

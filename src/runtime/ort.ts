@@ -1,0 +1,96 @@
+/**
+ * The one module that imports ONNX Runtime. Everything else hands it ONNX bytes and plain typed arrays.
+ * (The browser build will get its own twin of this file over onnxruntime-web; the interface stays.)
+ */
+import * as ort from "onnxruntime-node";
+import { VggError } from "../errors.js";
+import type { Tensor, TypedData } from "../tensor.js";
+
+export interface SessionOptions {
+  /** Intra-op threads; default: all cores ORT sees. */
+  threads?: number;
+  /** Write ORT's JSON profile with this prefix. */
+  profilePrefix?: string;
+  /** ORT's graph optimisation level; default "all". */
+  optimization?: "disabled" | "basic" | "extended" | "all";
+  /** Free dims that are fixed at load time (not honoured by the Node binding; kept for the web twin). */
+  logSeverity?: 0 | 1 | 2 | 3 | 4;
+}
+
+export interface Session {
+  readonly inputNames: readonly string[];
+  readonly outputNames: readonly string[];
+  /** Run with the given feeds; returns the requested outputs (all by default) as host tensors. */
+  run(feeds: Record<string, Tensor>, outputs?: readonly string[]): Promise<Record<string, Tensor>>;
+  /** Stop profiling and return the profile file's path. */
+  endProfiling(): string | undefined;
+  release(): Promise<void>;
+}
+
+const ORT_TYPE: Record<string, ort.Tensor.Type> = {
+  float32: "float32",
+  float16: "float16",
+  float64: "float64",
+  int64: "int64",
+  int32: "int32",
+  int8: "int8",
+  uint8: "uint8",
+  bool: "bool",
+};
+
+function toOrt(t: Tensor): ort.Tensor {
+  const type = ORT_TYPE[t.dtype];
+  if (!type) throw new VggError(`unsupported tensor dtype ${t.dtype}`);
+  return new ort.Tensor(type, t.data as ort.Tensor.DataType, t.shape);
+}
+
+function fromOrt(t: ort.Tensor): Tensor {
+  return { dtype: t.type as Tensor["dtype"], shape: [...t.dims], data: t.data as TypedData };
+}
+
+/** Create a session from an ONNX model in memory or on disk. */
+export async function createSession(model: Uint8Array | string, opts: SessionOptions = {}): Promise<Session> {
+  const o: ort.InferenceSession.SessionOptions = {
+    graphOptimizationLevel: opts.optimization ?? "all",
+    executionMode: "sequential",
+    logSeverityLevel: opts.logSeverity ?? 3,
+  };
+  if (opts.threads) o.intraOpNumThreads = opts.threads;
+  if (opts.profilePrefix) {
+    o.enableProfiling = true;
+    o.profileFilePrefix = opts.profilePrefix;
+  }
+  let s: ort.InferenceSession;
+  try {
+    s = typeof model === "string" ? await ort.InferenceSession.create(model, o) : await ort.InferenceSession.create(model, o);
+  } catch (err) {
+    const msg = (err instanceof Error ? err.message : String(err)).split("\n")[0];
+    throw new VggError(`ONNX Runtime could not load the model: ${msg}`, typeof model === "string" ? model : undefined);
+  }
+  return {
+    inputNames: s.inputNames,
+    outputNames: s.outputNames,
+    async run(feeds, outputs) {
+      const f: Record<string, ort.Tensor> = {};
+      for (const [k, v] of Object.entries(feeds)) f[k] = toOrt(v);
+      let r: ort.InferenceSession.ReturnType;
+      try {
+        r = outputs ? await s.run(f, outputs as string[]) : await s.run(f);
+      } catch (err) {
+        const msg = (err instanceof Error ? err.message : String(err)).split("\n")[0];
+        throw new VggError(`ONNX Runtime failed: ${msg}`);
+      }
+      const out: Record<string, Tensor> = {};
+      for (const [k, v] of Object.entries(r)) out[k] = fromOrt(v);
+      return out;
+    },
+    endProfiling() {
+      // The Node binding writes the file and returns nothing; the path is prefix_<date>.json.
+      s.endProfiling();
+      return opts.profilePrefix;
+    },
+    release: () => s.release(),
+  };
+}
+
+export const ortVersion: string = ort.env.versions?.common ?? "unknown";
