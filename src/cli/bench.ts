@@ -1,0 +1,69 @@
+import type { Command } from "commander";
+import { Predictor, weightsFor } from "../predictor.js";
+import { float32, numel } from "../tensor.js";
+import { Rng } from "../weights/init.js";
+import { buildModel, macCount } from "../zoo/model.js";
+import { addModelOptions, type ModelFlags, modelOptions, positiveInt } from "./options.js";
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const k = s.length >> 1;
+  return s.length % 2 ? s[k] : (s[k - 1] + s[k]) / 2;
+}
+
+interface BenchFlags extends ModelFlags {
+  batch: number;
+  inputSize: number;
+  iterations: number;
+  warmup: number;
+  threads?: number;
+  json?: boolean;
+}
+
+export function register(program: Command): void {
+  const bench = program.command("bench").description("measure throughput on this machine");
+  addModelOptions(
+    bench
+      .command("infer")
+      .description("inference images/s and GFLOP/s (weights random unless --weights)")
+      .option("--batch <n>", "batch size", positiveInt, 1)
+      .option("--input-size <s>", "square input size", positiveInt, 224)
+      .option("--iterations <n>", "timed runs", positiveInt, 10)
+      .option("--warmup <n>", "untimed runs first", positiveInt, 2)
+      .option("--threads <n>", "engine threads", positiveInt)
+      .option("--json", "print one JSON line"),
+  ).action(async (o: BenchFlags) => {
+    const t0 = performance.now();
+    const m = buildModel(o.arch, modelOptions(o));
+    const p = await Predictor.fromWeights(m, await weightsFor(m, o), { threads: o.threads });
+    const loadMs = performance.now() - t0;
+    const shape = [o.batch, ...m.inputShape];
+    const rng = new Rng(1);
+    const x = float32(shape, new Float32Array(numel(shape)).map(() => rng.normal()));
+    for (let k = 0; k < o.warmup; k++) await p.run(x);
+    const times: number[] = [];
+    for (let k = 0; k < o.iterations; k++) {
+      const t = performance.now();
+      await p.run(x);
+      times.push(performance.now() - t);
+    }
+    const ms = median(times);
+    const ips = (o.batch * 1000) / ms;
+    const r = {
+      arch: m.arch,
+      batch: o.batch,
+      inputSize: m.options.inputSize,
+      imagesPerSecond: ips,
+      gflops: (2 * macCount(m) * ips) / 1e9,
+      msPerBatch: ms,
+      peakRssMB: process.resourceUsage().maxRSS / 1024,
+      loadMs,
+    };
+    if (o.json) console.log(JSON.stringify(r));
+    else {
+      console.log(`${r.arch} ${r.inputSize}x${r.inputSize} batch ${r.batch}: ${ips.toFixed(2)} img/s, ${r.gflops.toFixed(1)} GFLOP/s, ${ms.toFixed(1)} ms/batch (median of ${o.iterations})`);
+      console.log(`load ${loadMs.toFixed(0)} ms, peak RSS ${r.peakRssMB.toFixed(0)} MB`);
+    }
+    await p.release();
+  });
+}

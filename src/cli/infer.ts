@@ -1,0 +1,58 @@
+import type { Command } from "commander";
+import { VggError } from "../errors.js";
+import { Predictor } from "../predictor.js";
+import { numel, type Tensor } from "../tensor.js";
+import { readNpy, writeNpy } from "../weights/npy.js";
+import { addModelOptions, type ModelFlags, modelOptions, positiveInt } from "./options.js";
+
+interface InferFlags extends ModelFlags {
+  input: string;
+  out: string;
+  tap?: string;
+  batchSize: number;
+  threads?: number;
+}
+
+export function register(program: Command): void {
+  addModelOptions(
+    program
+      .command("infer")
+      .description("run a model on a float32 NCHW .npy batch and write the logits (or a tap) as .npy")
+      .requiredOption("--input <x.npy>", "float32 NCHW input")
+      .requiredOption("--out <y.npy>", "output file")
+      .option("--tap <name>", "output this named feature instead of the logits (relu1_1 ... relu5_4, pool1 ... pool5, fc6, fc7)")
+      .option("--batch-size <n>", "images per engine run", positiveInt, 16)
+      .option("--threads <n>", "engine threads", positiveInt),
+  ).action(async (o: InferFlags) => {
+    const x = await readNpy(o.input);
+    if (x.shape.length !== 4) throw new VggError(`want a float32 NCHW array, got shape [${x.shape.join(", ")}]`, o.input);
+    if (x.dtype !== "float32") throw new VggError(`want float32, got ${x.dtype}`, o.input);
+    const [n, c, h, w] = x.shape;
+    if (h !== w) throw new VggError(`images must be square, got ${h}x${w}`, o.input);
+    if (o.inChannels === undefined) o.inChannels = c;
+    const tap = o.tap ?? "logits";
+    let p: Predictor;
+    try {
+      p = await Predictor.create(o.arch, { ...modelOptions(o, h), weights: o.weights, init: o.init, seed: o.seed, taps: [tap], threads: o.threads });
+    } catch (err) {
+      if (err instanceof VggError && !err.file && /input size/.test(err.message)) throw new VggError(err.message, o.input);
+      throw err;
+    }
+    const per = c * h * w;
+    const chunks: Tensor[] = [];
+    for (let b = 0; b < n; b += o.batchSize) {
+      const m = Math.min(o.batchSize, n - b);
+      const part: Tensor = { dtype: "float32", shape: [m, c, h, w], data: (x.data as Float32Array).subarray(b * per, (b + m) * per) };
+      chunks.push((await p.run(part, o.input))[tap]);
+    }
+    const outShape = [n, ...chunks[0].shape.slice(1)];
+    const data = new Float32Array(numel(outShape));
+    let off = 0;
+    for (const t of chunks) {
+      data.set(t.data as Float32Array, off);
+      off += t.data.length;
+    }
+    await writeNpy(o.out, { dtype: "float32", shape: outShape, data });
+    await p.release();
+  });
+}

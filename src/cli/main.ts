@@ -1,0 +1,32 @@
+/**
+ * The `vgg` command. Bad input of any kind ends in one line on stderr and a non-zero exit; only a bug shows a
+ * stack, and only with VGG_DEBUG=1.
+ */
+import { Command, CommanderError } from "commander";
+import { VggError } from "../errors.js";
+import { register as registerBench } from "./bench.js";
+import { register as registerExport } from "./export.js";
+import { register as registerInfer } from "./infer.js";
+import { register as registerList } from "./list.js";
+import { register as registerSummary } from "./summary.js";
+
+function fail(err: unknown): never {
+  if (err instanceof CommanderError) process.exit(err.exitCode || 1);
+  const msg = err instanceof Error ? err.message : String(err);
+  console.error(`vgg: ${msg.split("\n")[0]}`);
+  if (!(err instanceof VggError) && process.env.VGG_DEBUG) console.error(err);
+  process.exit(err instanceof VggError ? 1 : 70);
+}
+
+const program = new Command("vgg")
+  .description("VGG ConvNets (Simonyan & Zisserman) compiled to ONNX and run on ONNX Runtime")
+  .showSuggestionAfterError()
+  .exitOverride();
+for (const r of [registerList, registerSummary, registerInfer, registerExport, registerBench]) r(program);
+
+process.on("unhandledRejection", fail);
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  fail(err);
+}
