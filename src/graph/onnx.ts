@@ -126,12 +126,23 @@ class Msg {
   }
 }
 
-function tensorMsg(name: string, t: Tensor): Msg {
+function tensorBytes(t: Tensor): Uint8Array {
+  return new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+}
+
+/** `external`: the tensor's bytes live in a named external blob instead of raw_data. */
+function tensorMsg(name: string, t: Tensor, external?: string): Msg {
   const m = new Msg();
   for (const d of t.shape) m.int(1, d);
   m.int(2, ONNX_DTYPE[t.dtype]);
   m.str(8, name);
-  m.bytes(9, new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
+  if (external === undefined) m.bytes(9, tensorBytes(t));
+  else {
+    m.msg(13, new Msg().str(1, "location").str(2, external).done());
+    m.msg(13, new Msg().str(1, "offset").str(2, "0").done());
+    m.msg(13, new Msg().str(1, "length").str(2, String(t.data.byteLength)).done());
+    m.int(14, 1);
+  }
   return m.done();
 }
 
@@ -170,11 +181,20 @@ function valueMsg(v: ValueSpec): Msg {
 }
 
 /** Encode a model as the parts of one protobuf message (initializer data is referenced, not copied). */
-export function encodeModelParts(spec: ModelSpec): { parts: Uint8Array[]; length: number } {
+export function encodeModelParts(
+  spec: ModelSpec,
+  opts: { externalMinBytes?: number } = {},
+): { parts: Uint8Array[]; length: number; external: { path: string; data: Uint8Array }[] } {
   const g = new Msg();
+  const external: { path: string; data: Uint8Array }[] = [];
   for (const n of spec.nodes) g.msg(1, nodeMsg(n));
   g.str(2, spec.graphName ?? "vgg");
-  for (const { name, tensor } of spec.initializers) g.msg(5, tensorMsg(name, tensor));
+  for (const { name, tensor } of spec.initializers) {
+    const ext = opts.externalMinBytes !== undefined && tensor.data.byteLength >= opts.externalMinBytes;
+    const path = ext ? `${external.length}.bin` : undefined;
+    if (path) external.push({ path, data: tensorBytes(tensor) });
+    g.msg(5, tensorMsg(name, tensor, path));
+  }
   if (spec.docString) g.str(10, spec.docString);
   for (const v of spec.inputs) g.msg(11, valueMsg(v));
   for (const v of spec.outputs) g.msg(12, valueMsg(v));
@@ -183,7 +203,7 @@ export function encodeModelParts(spec: ModelSpec): { parts: Uint8Array[]; length
   for (const o of spec.opsets) m.msg(8, new Msg().str(1, o.domain).int(2, o.version).done());
   for (const [k, v] of Object.entries(spec.metadata ?? {})) m.msg(14, new Msg().str(1, k).str(2, v).done());
   m.done();
-  return { parts: m.parts, length: m.len };
+  return { parts: m.parts, length: m.len, external };
 }
 
 export function encodeModel(spec: ModelSpec): Uint8Array {

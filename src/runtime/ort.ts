@@ -15,6 +15,8 @@ export interface SessionOptions {
   optimization?: "disabled" | "basic" | "extended" | "all";
   /** Free dims that are fixed at load time (not honoured by the Node binding; kept for the web twin). */
   logSeverity?: 0 | 1 | 2 | 3 | 4;
+  /** Initializer bytes kept outside the protobuf, by the `location` the model names them with. */
+  externalData?: { path: string; data: Uint8Array }[];
 }
 
 export interface Session {
@@ -56,6 +58,7 @@ export async function createSession(model: Uint8Array | string, opts: SessionOpt
     logSeverityLevel: opts.logSeverity ?? 3,
   };
   if (opts.threads) o.intraOpNumThreads = opts.threads;
+  if (opts.externalData) o.externalData = opts.externalData;
   if (opts.profilePrefix) {
     o.enableProfiling = true;
     o.profileFilePrefix = opts.profilePrefix;
