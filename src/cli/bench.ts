@@ -1,8 +1,8 @@
 import type { Command } from "commander";
-import { Predictor, weightsFor } from "../predictor.js";
+import { Predictor } from "../predictor.js";
 import { float32, numel } from "../tensor.js";
 import { Rng } from "../weights/init.js";
-import { buildModel, macCount } from "../zoo/model.js";
+import { macCount } from "../zoo/model.js";
 import { addModelOptions, type ModelFlags, modelOptions, positiveInt } from "./options.js";
 
 function median(xs: number[]): number {
@@ -34,8 +34,8 @@ export function register(program: Command): void {
       .option("--json", "print one JSON line"),
   ).action(async (o: BenchFlags) => {
     const t0 = performance.now();
-    const m = buildModel(o.arch, modelOptions(o));
-    const p = await Predictor.fromWeights(m, await weightsFor(m, o), { threads: o.threads });
+    const p = await Predictor.create(o.arch, { ...modelOptions(o), weights: o.weights, init: o.init, seed: o.seed, threads: o.threads });
+    const m = p.model;
     const loadMs = performance.now() - t0;
     const shape = [o.batch, ...m.inputShape];
     const rng = new Rng(1);
