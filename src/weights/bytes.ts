@@ -88,7 +88,10 @@ export function checkTensor(t: Tensor, name: string, file: string): void {
   }
   const want = ARRAY_TYPE[t.dtype];
   if (t.data?.constructor?.name !== want) {
-    throw new VggError(`tensor '${name}' is ${t.dtype} but its data is a ${t.data?.constructor?.name ?? typeof t.data}, not a ${want}`, file);
+    throw new VggError(
+      `tensor '${name}' is ${t.dtype} but its data is a ${t.data?.constructor?.name ?? typeof t.data}, not a ${want}`,
+      file,
+    );
   }
   if (t.data.length !== numel(t.shape)) {
     throw new VggError(`tensor '${name}' has ${t.data.length} elements but shape [${t.shape.join(", ")}] needs ${numel(t.shape)}`, file);
@@ -98,4 +101,19 @@ export function checkTensor(t: Tensor, name: string, file: string): void {
 /** The bytes of a tensor's data, without copying. */
 export function tensorBytes(t: Tensor): Uint8Array {
   return new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+}
+
+/**
+ * Untrusted text (names from a file) made safe for a one-line message: control and line-separator characters
+ * are escaped and long text is cut, so a hostile name can neither break the line nor flood the terminal.
+ */
+export function shown(s: string, max = 80): string {
+  const cut = s.length > max ? `${s.slice(0, max)}...` : s;
+  let out = "";
+  for (const ch of cut) {
+    const c = ch.charCodeAt(0);
+    const unsafe = c < 0x20 || (c >= 0x7f && c <= 0x9f) || c === 0x2028 || c === 0x2029 || (c >= 0xd800 && c <= 0xdfff);
+    out += unsafe ? `\\u${c.toString(16).padStart(4, "0")}` : ch;
+  }
+  return out;
 }

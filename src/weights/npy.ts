@@ -6,7 +6,7 @@
 import { VggError } from "../errors.js";
 import { type DType, numel, type Tensor } from "../tensor.js";
 import { fsError, withFile, writeFileAtomic } from "./atomic.js";
-import { checkTensor, ITEMSIZE, tensorBytes, typedFromBytes } from "./bytes.js";
+import { checkTensor, ITEMSIZE, shown, tensorBytes, typedFromBytes } from "./bytes.js";
 
 const MAGIC = [0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]; // "\x93NUMPY"
 
@@ -91,7 +91,7 @@ class HeaderParser {
       if (this.eat("}")) break;
       const k = this.value(1);
       if (typeof k !== "string") this.fail("dict keys must be strings");
-      if (out.has(k)) this.fail(`duplicate key '${k}'`);
+      if (out.has(k)) this.fail(`duplicate key '${shown(k)}'`);
       this.expect(":");
       out.set(k, this.value(0));
       if (this.eat("}")) break;
@@ -111,7 +111,7 @@ interface Header {
 function parseHeader(text: string, file: string): Header {
   const d = new HeaderParser(text, file).dict();
   for (const k of d.keys()) {
-    if (k !== "descr" && k !== "fortran_order" && k !== "shape") throw new VggError(`bad .npy header: unexpected key '${k}'`, file);
+    if (k !== "descr" && k !== "fortran_order" && k !== "shape") throw new VggError(`bad .npy header: unexpected key '${shown(k)}'`, file);
   }
   const descr = d.get("descr");
   const fortran = d.get("fortran_order");
@@ -123,10 +123,10 @@ function parseHeader(text: string, file: string): Header {
   }
   const dtype = Object.hasOwn(DESCR, descr) ? DESCR[descr] : undefined;
   if (!dtype) {
-    const shown = JSON.stringify(descr.slice(0, 20));
-    if (descr.startsWith(">")) throw new VggError(`big-endian dtype ${shown} is not supported; save with a little-endian dtype`, file);
-    if (descr.includes("O")) throw new VggError(`object arrays (dtype ${shown}) are not supported`, file);
-    throw new VggError(`unsupported .npy dtype ${shown} (want <f4, <f8, <f2, <i8, <i4, |i1, |u1 or |b1)`, file);
+    const what = `'${shown(descr, 20)}'`;
+    if (descr.startsWith(">")) throw new VggError(`big-endian dtype ${what} is not supported; save with a little-endian dtype`, file);
+    if (descr.includes("O")) throw new VggError(`object arrays (dtype ${what}) are not supported`, file);
+    throw new VggError(`unsupported .npy dtype ${what} (want <f4, <f8, <f2, <i8, <i4, |i1, |u1 or |b1)`, file);
   }
   const dims = shape as number[];
   // With at most one dimension above 1, Fortran and C order are the same bytes.
@@ -150,7 +150,8 @@ export function readNpy(path: string): Tensor {
       const headerLen = major === 1 ? view.getUint16(8, true) : view.getUint32(8, true);
       const headerStart = major === 1 ? 10 : 12;
       const dataStart = headerStart + headerLen;
-      if (dataStart > f.size) throw new VggError(`truncated .npy file: header of ${headerLen} bytes runs past the end (${f.size} bytes)`, path);
+      if (dataStart > f.size)
+        throw new VggError(`truncated .npy file: header of ${headerLen} bytes runs past the end (${f.size} bytes)`, path);
       const raw = f.read(headerStart, headerLen);
       let text: string;
       try {

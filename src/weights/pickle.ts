@@ -10,6 +10,7 @@
  * with a one-line message.
  */
 import { VggError } from "../errors.js";
+import { shown } from "./bytes.js";
 
 /** A Python tuple; kept apart from lists (plain JS arrays) so that APPEND on a tuple is refused like Python does. */
 export class PyTuple {
@@ -125,6 +126,9 @@ const CALLABLE: Record<string, Call> = {
 /** Python 2 module names that protocol-2 pickles use (`fix_imports`), mapped like Python's unpickler maps them. */
 const MODULE_ALIASES: Record<string, string> = { __builtin__: "builtins", copy_reg: "copyreg" };
 
+/** The input ended inside the pickle; a reader holding only a prefix of the file can retry with more. */
+export class PickleTruncated extends VggError {}
+
 class Global {
   constructor(
     readonly qualname: string,
@@ -171,7 +175,7 @@ class Machine {
 
   need(n: number): void {
     if (n > this.bytes.length - this.pos) {
-      throw new VggError(
+      throw new PickleTruncated(
         `${this.opts.label ?? "pickle"}: truncated at byte ${this.pos} (needs ${n} more bytes, ${this.bytes.length - this.pos} left)`,
         this.opts.file,
       );
@@ -206,7 +210,12 @@ class Machine {
     const v = this.view.getBigUint64(this.pos, true);
     this.pos += 8;
     const left = BigInt(this.bytes.length - this.pos);
-    if (v > left) this.fail(`declared length ${v} exceeds the ${left} bytes left`);
+    if (v > left) {
+      throw new PickleTruncated(
+        `${this.opts.label ?? "pickle"}: declared length ${v} exceeds the ${left} bytes left (opcode at byte ${this.at})`,
+        this.opts.file,
+      );
+    }
     return Number(v);
   }
   take(n: number): Uint8Array {
@@ -291,7 +300,7 @@ function newDict(args: unknown[], m: Machine, name: string): PyDict {
   }
   for (const pair of iterableArg(args, m, name)) {
     const kv = pair instanceof PyTuple ? pair.items : Array.isArray(pair) ? pair : null;
-    if (!kv || kv.length !== 2) m.fail(`${name} expects (key, value) pairs`);
+    if (kv?.length !== 2) m.fail(`${name} expects (key, value) pairs`);
     setItem(m, d, kv[0], kv[1]);
   }
   return d;
@@ -373,10 +382,10 @@ function resolveGlobal(m: Machine, module: string, name: string): unknown {
       const [dtype, itemsize] = STORAGE_TYPES[name];
       return new TorchStorageType(written, dtype, itemsize);
     }
-    if (UNSUPPORTED_STORAGES.has(name)) m.fail(`unsupported tensor storage '${written}'`);
+    if (UNSUPPORTED_STORAGES.has(name)) m.fail(`unsupported tensor storage '${shown(written)}'`);
   }
   const call = Object.hasOwn(CALLABLE, qual) ? CALLABLE[qual] : undefined;
-  if (!call) m.fail(`forbidden global '${written}' in pickle (only tensors, dicts and plain values can be loaded)`);
+  if (!call) m.fail(`forbidden global '${shown(written)}' in pickle (only tensors, dicts and plain values can be loaded)`);
   return new Global(written, call);
 }
 

@@ -11,8 +11,17 @@ import * as zlib from "node:zlib";
 import { VggError } from "../errors.js";
 import type { DType, StateDict, Tensor, TypedData } from "../tensor.js";
 import { fsError, type ReadFile, withFile } from "./atomic.js";
-import { allocTyped, typedFromBytes } from "./bytes.js";
-import { PyDict, PyTuple, pyTypeName, type RebuildTensorArgs, type StoredDType, TorchStorageType, unpickle } from "./pickle.js";
+import { allocTyped, shown, typedFromBytes } from "./bytes.js";
+import {
+  PickleTruncated,
+  PyDict,
+  PyTuple,
+  pyTypeName,
+  type RebuildTensorArgs,
+  type StoredDType,
+  TorchStorageType,
+  unpickle,
+} from "./pickle.js";
 
 /** What `torch.save` writes first in the legacy format: LONG1 of this number, pickled with protocol 2. */
 const LEGACY_MAGIC = 0x1950a86a20f9469cfc6cn;
@@ -58,14 +67,15 @@ function safeCount(v: unknown): number | null {
 function makePersistentLoad(file: string, legacy: boolean) {
   return (pid: unknown): StorageRef => {
     const items = pid instanceof PyTuple ? pid.items : null;
-    if (!items || items[0] !== "storage") {
-      const what = items && typeof items[0] === "string" ? `'${items[0]}'` : pyTypeName(pid);
+    if (items?.[0] !== "storage") {
+      const what = items && typeof items[0] === "string" ? `'${shown(items[0])}'` : pyTypeName(pid);
       throw new VggError(`unsupported persistent id ${what} in pickle (only tensor storages are allowed)`, file);
     }
     if (items.length !== (legacy ? 6 : 5)) throw new VggError(`storage persistent id has ${items.length} fields`, file);
     const [, type, key, , n] = items;
     if (!(type instanceof TorchStorageType)) throw new VggError(`storage type is a ${pyTypeName(type)}, not a torch storage class`, file);
-    if (typeof key !== "string" || key.length === 0 || key.length > 256 || key.includes("/") || key.includes("\\")) {
+    // torch names storages by number (zip) or by address (legacy); anything else could escape the data/ folder.
+    if (typeof key !== "string" || !/^[\w.-]{1,256}$/.test(key) || key.startsWith(".")) {
       throw new VggError("storage key is not a plain name", file);
     }
     const numel = safeCount(n);
@@ -122,8 +132,8 @@ function selectStateDict(top: unknown, file: string): Map<string, LazyTensor> {
   }
   const out = new Map<string, LazyTensor>();
   for (const [k, v] of chosen.map) {
-    if (typeof k !== "string") throw new VggError(`state dict key ${String(k)}${where} is a ${pyTypeName(k)}, not a string`, file);
-    if (!(v instanceof LazyTensor)) throw new VggError(`state dict entry '${k}'${where} is a ${pyTypeName(v)}, not a tensor`, file);
+    if (typeof k !== "string") throw new VggError(`state dict key ${shown(String(k))}${where} is a ${pyTypeName(k)}, not a string`, file);
+    if (!(v instanceof LazyTensor)) throw new VggError(`state dict entry '${shown(k)}'${where} is a ${pyTypeName(v)}, not a tensor`, file);
     out.set(k, v);
   }
   return out;
@@ -207,7 +217,10 @@ class Materialiser {
     const s = this.storage(ref);
     const itemsize = ref.type.itemsize;
     if (s.bytes.byteLength % itemsize !== 0 || s.bytes.byteLength / itemsize < ref.base + ref.numel) {
-      throw new VggError(`tensor '${name}': storage '${ref.key}' holds ${s.bytes.byteLength} bytes, too few for ${ref.base + ref.numel} ${ref.type.stored} elements`, file);
+      throw new VggError(
+        `tensor '${shown(name)}': storage '${ref.key}' holds ${s.bytes.byteLength} bytes, too few for ${ref.base + ref.numel} ${ref.type.stored} elements`,
+        file,
+      );
     }
     let numel = 1;
     let last = t.offset;
@@ -215,15 +228,15 @@ class Materialiser {
       numel *= t.size[d];
       if (t.size[d] > 0) last += (t.size[d] - 1) * t.stride[d];
     }
-    if (numel > MAX_NUMEL) throw new VggError(`tensor '${name}' has ${numel} elements, more than can be loaded`, file);
+    if (numel > MAX_NUMEL) throw new VggError(`tensor '${shown(name)}' has ${numel} elements, more than can be loaded`, file);
     if (numel > 0 && last >= ref.numel) {
       throw new VggError(
-        `tensor '${name}' [${t.size.join(", ")}] at offset ${t.offset} with strides [${t.stride.join(", ")}] reaches element ${last} of a storage of ${ref.numel}`,
+        `tensor '${shown(name)}' [${t.size.join(", ")}] at offset ${t.offset} with strides [${t.stride.join(", ")}] reaches element ${last} of a storage of ${ref.numel}`,
         file,
       );
     }
     if (numel > ref.numel && numel > MAX_EXPANDED_NUMEL) {
-      throw new VggError(`tensor '${name}' expands a storage of ${ref.numel} elements to ${numel} (zero strides); refusing`, file);
+      throw new VggError(`tensor '${shown(name)}' expands a storage of ${ref.numel} elements to ${numel} (zero strides); refusing`, file);
     }
     const stored = ref.type.stored;
     const dtype = widen(stored);
@@ -235,7 +248,9 @@ class Materialiser {
       data = typedFromBytes(dtype, s.bytes);
     } else {
       const src = storedArray(stored, s.bytes) as unknown as Elements;
-      const out = (stored === "int16" ? new Int16Array(numel) : allocTyped(stored === "bfloat16" ? "float16" : dtype, numel)) as unknown as Elements;
+      const out = (stored === "int16"
+        ? new Int16Array(numel)
+        : allocTyped(stored === "bfloat16" ? "float16" : dtype, numel)) as unknown as Elements;
       gather(src, out, ref.base + t.offset, t.size, t.stride, numel);
       data = widenData(stored, out as unknown as TypedData);
     }
@@ -332,7 +347,8 @@ export function readZipDirectory(f: ReadFile): ZipEntry[] {
     throw new VggError("corrupt zip archive: ZIP64 fields without a ZIP64 locator", file);
   }
   if (cdOffset + cdSize > cdLimit) throw new VggError("corrupt zip archive: central directory is past its end record", file);
-  if (count * 46 > cdSize) throw new VggError(`corrupt zip archive: ${count} entries cannot fit in a ${cdSize}-byte central directory`, file);
+  if (count * 46 > cdSize)
+    throw new VggError(`corrupt zip archive: ${count} entries cannot fit in a ${cdSize}-byte central directory`, file);
   const cd = f.read(cdOffset, cdSize);
   const v = new DataView(cd.buffer, cd.byteOffset, cd.byteLength);
   const entries: ZipEntry[] = [];
@@ -340,7 +356,8 @@ export function readZipDirectory(f: ReadFile): ZipEntry[] {
   const utf8 = new TextDecoder("utf-8", { fatal: true });
   let p = 0;
   for (let i = 0; i < count; i++) {
-    if (p + 46 > cdSize || v.getUint32(p, true) !== 0x02014b50) throw new VggError(`corrupt zip archive: bad central directory entry ${i}`, file);
+    if (p + 46 > cdSize || v.getUint32(p, true) !== 0x02014b50)
+      throw new VggError(`corrupt zip archive: bad central directory entry ${i}`, file);
     const flags = v.getUint16(p + 8, true);
     const method = v.getUint16(p + 10, true);
     const crc = v.getUint32(p + 16, true);
@@ -358,7 +375,7 @@ export function readZipDirectory(f: ReadFile): ZipEntry[] {
     } catch {
       throw new VggError(`corrupt zip archive: entry ${i} has a name that is not UTF-8`, file);
     }
-    if (flags & 1) throw new VggError(`zip entry '${name}' is encrypted`, file);
+    if (flags & 1) throw new VggError(`zip entry '${shown(name)}' is encrypted`, file);
     // ZIP64 extra field: the 64-bit values of exactly those fields that are 0xFFFFFFFF, in this order.
     let q = p + 46 + nameLen;
     const extraEnd = q + extraLen;
@@ -366,12 +383,12 @@ export function readZipDirectory(f: ReadFile): ZipEntry[] {
       const id = v.getUint16(q, true);
       const len = v.getUint16(q + 2, true);
       const body = q + 4;
-      if (body + len > extraEnd) throw new VggError(`corrupt zip archive: bad extra field in entry '${name}'`, file);
+      if (body + len > extraEnd) throw new VggError(`corrupt zip archive: bad extra field in entry '${shown(name)}'`, file);
       if (id === 0x0001) {
         let r = body;
         const next = (what: string): number => {
-          if (r + 8 > body + len) throw new VggError(`corrupt zip archive: short ZIP64 field in entry '${name}'`, file);
-          const x = u64(v, r, file, `${what} of '${name}'`, f.size * 1032 + 1024);
+          if (r + 8 > body + len) throw new VggError(`corrupt zip archive: short ZIP64 field in entry '${shown(name)}'`, file);
+          const x = u64(v, r, file, `${what} of '${shown(name)}'`, f.size * 1032 + 1024);
           r += 8;
           return x;
         };
@@ -381,9 +398,10 @@ export function readZipDirectory(f: ReadFile): ZipEntry[] {
       }
       q = body + len;
     }
-    if (names.has(name)) throw new VggError(`corrupt zip archive: duplicate entry '${name}'`, file);
+    if (names.has(name)) throw new VggError(`corrupt zip archive: duplicate entry '${shown(name)}'`, file);
     names.add(name);
-    if (localOffset + 30 > cdOffset || compSize > f.size) throw new VggError(`corrupt zip archive: entry '${name}' is out of range`, file);
+    if (localOffset + 30 > cdOffset || compSize > f.size)
+      throw new VggError(`corrupt zip archive: entry '${shown(name)}' is out of range`, file);
     entries.push({ name, method, crc, compSize, size, localOffset });
     p = end;
   }
@@ -395,33 +413,40 @@ export function readZipEntry(f: ReadFile, e: ZipEntry): Uint8Array {
   const file = f.file;
   const head = f.read(e.localOffset, 30);
   const hv = new DataView(head.buffer, head.byteOffset, head.byteLength);
-  if (hv.getUint32(0, true) !== 0x04034b50) throw new VggError(`corrupt zip archive: bad local header for '${e.name}'`, file);
+  if (hv.getUint32(0, true) !== 0x04034b50) throw new VggError(`corrupt zip archive: bad local header for '${shown(e.name)}'`, file);
   const nameLen = hv.getUint16(26, true);
   const extraLen = hv.getUint16(28, true);
   const dataStart = e.localOffset + 30 + nameLen + extraLen;
-  if (dataStart + e.compSize > f.size) throw new VggError(`truncated zip archive: entry '${e.name}' runs past the end of the file`, file);
+  if (dataStart + e.compSize > f.size)
+    throw new VggError(`truncated zip archive: entry '${shown(e.name)}' runs past the end of the file`, file);
   const localName = Buffer.from(f.read(e.localOffset + 30, nameLen)).toString("utf8");
-  if (localName !== e.name) throw new VggError(`corrupt zip archive: local header names '${localName}', directory says '${e.name}'`, file);
+  if (localName !== e.name)
+    throw new VggError(`corrupt zip archive: local header names '${shown(localName)}', directory says '${shown(e.name)}'`, file);
   let data: Uint8Array;
   if (e.method === 0) {
-    if (e.compSize !== e.size) throw new VggError(`corrupt zip archive: stored entry '${e.name}' has two different sizes`, file);
+    if (e.compSize !== e.size) throw new VggError(`corrupt zip archive: stored entry '${shown(e.name)}' has two different sizes`, file);
     data = f.read(dataStart, e.size);
   } else if (e.method === 8) {
     // Deflate cannot expand more than ~1032:1, so a larger declared size is a lie (or a zip bomb).
-    if (e.size > e.compSize * 1032 + 1024) throw new VggError(`corrupt zip archive: entry '${e.name}' declares an impossible size`, file);
+    if (e.size > e.compSize * 1032 + 1024)
+      throw new VggError(`corrupt zip archive: entry '${shown(e.name)}' declares an impossible size`, file);
     let out: Buffer;
     try {
       out = zlib.inflateRawSync(f.read(dataStart, e.compSize), { maxOutputLength: Math.max(e.size, 1) });
     } catch (err) {
-      throw new VggError(`corrupt zip archive: cannot inflate '${e.name}' (${(err as Error).message.split("\n")[0]})`, file);
+      throw new VggError(`corrupt zip archive: cannot inflate '${shown(e.name)}' (${(err as Error).message.split("\n")[0]})`, file);
     }
-    if (out.byteLength !== e.size) throw new VggError(`corrupt zip archive: '${e.name}' inflates to ${out.byteLength} bytes, not ${e.size}`, file);
+    if (out.byteLength !== e.size)
+      throw new VggError(`corrupt zip archive: '${shown(e.name)}' inflates to ${out.byteLength} bytes, not ${e.size}`, file);
     data = out.byteOffset % 8 === 0 && out.byteLength === out.buffer.byteLength ? out : new Uint8Array(out);
   } else {
-    throw new VggError(`zip entry '${e.name}' uses compression method ${e.method}; only stored (0) and deflate (8) are supported`, file);
+    throw new VggError(
+      `zip entry '${shown(e.name)}' uses compression method ${e.method}; only stored (0) and deflate (8) are supported`,
+      file,
+    );
   }
   if (typeof zlib.crc32 === "function" && zlib.crc32(data) >>> 0 !== e.crc) {
-    throw new VggError(`corrupt zip archive: CRC mismatch in '${e.name}'`, file);
+    throw new VggError(`corrupt zip archive: CRC mismatch in '${shown(e.name)}'`, file);
   }
   return data;
 }
@@ -441,12 +466,15 @@ function readZipPth(f: ReadFile): StateDict {
   const pkl = pkls[0];
   const prefix = pkl.name.slice(0, pkl.name.length - "data.pkl".length);
   if (byName.has(`${prefix}constants.pkl`)) {
-    throw new VggError("this is a TorchScript archive (torch.jit.save); load it in Python and torch.save(model.state_dict()) instead", file);
+    throw new VggError(
+      "this is a TorchScript archive (torch.jit.save); load it in Python and torch.save(model.state_dict()) instead",
+      file,
+    );
   }
   const order = byName.get(`${prefix}byteorder`);
   if (order) {
     const text = Buffer.from(readZipEntry(f, order)).toString("latin1").trim();
-    if (text !== "little") throw new VggError(`byte order '${text.slice(0, 20)}' is not supported (only little-endian files)`, file);
+    if (text !== "little") throw new VggError(`byte order '${shown(text, 20)}' is not supported (only little-endian files)`, file);
   }
   const { value } = unpickle(readZipEntry(f, pkl), {
     file,
@@ -458,7 +486,7 @@ function readZipPth(f: ReadFile): StateDict {
   return materialise(file, lazy, (ref) => {
     const name = `${prefix}data/${ref.key}`;
     const e = byName.get(name);
-    if (!e) throw new VggError(`storage '${ref.key}' is missing from the archive (no entry '${name}')`, file);
+    if (!e) throw new VggError(`storage '${ref.key}' is missing from the archive (no entry '${shown(name)}')`, file);
     const want = ref.rootNumel * ref.type.itemsize;
     if (e.size !== want) {
       throw new VggError(`storage '${ref.key}' has ${e.size} bytes but ${ref.rootNumel} ${ref.type.stored} elements need ${want}`, file);
@@ -470,15 +498,23 @@ function readZipPth(f: ReadFile): StateDict {
 // ---------------------------------------------------------------------------------------------------------------
 // Legacy format
 
-function readLegacyPth(f: ReadFile): StateDict {
-  const file = f.file;
-  const bytes = f.read(0, f.size);
-  const first = (label: string, start: number) => unpickle(bytes, { file, label, start });
-  const magic = first("legacy header", 0);
+interface LegacyHead {
+  main: unknown;
+  refs: Map<string, StorageRef>;
+  keys: string[];
+  /** File offset of the first storage. */
+  end: number;
+}
+
+/** Parses the five pickles at the start of a legacy file from `bytes` (which may be only a prefix of it). */
+function parseLegacyHead(bytes: Uint8Array, file: string): LegacyHead {
+  const plain = (label: string, start: number) => unpickle(bytes, { file, label, start });
+  const magic = plain("legacy header", 0);
   if (magic.value !== LEGACY_MAGIC) throw new VggError("not a legacy PyTorch file (bad magic number)", file);
-  const proto = first("legacy header", magic.end);
-  if (proto.value !== LEGACY_PROTOCOL_VERSION) throw new VggError(`unsupported legacy protocol version ${String(proto.value)}`, file);
-  const sys = first("legacy system info", proto.end);
+  const proto = plain("legacy header", magic.end);
+  if (proto.value !== LEGACY_PROTOCOL_VERSION)
+    throw new VggError(`unsupported legacy protocol version ${shown(String(proto.value))}`, file);
+  const sys = plain("legacy system info", proto.end);
   if (sys.value instanceof PyDict && sys.value.map.get("little_endian") === false) {
     throw new VggError("file was saved on a big-endian machine; not supported", file);
   }
@@ -499,35 +535,52 @@ function readLegacyPth(f: ReadFile): StateDict {
     },
     rebuildTensor: makeRebuild(file),
   });
-  const keysPickle = unpickle(bytes, { file, label: "legacy storage list", start: main.end });
-  const keys = keysPickle.value;
-  if (!Array.isArray(keys) || keys.some((k) => typeof k !== "string")) throw new VggError("legacy storage list is not a list of names", file);
+  const list = plain("legacy storage list", main.end);
+  if (!Array.isArray(list.value) || list.value.some((k) => typeof k !== "string")) {
+    throw new VggError("legacy storage list is not a list of names", file);
+  }
+  return { main: main.value, refs, keys: list.value as string[], end: list.end };
+}
+
+function readLegacyPth(f: ReadFile): StateDict {
+  const file = f.file;
+  // The pickles are small and come first; read a prefix and grow it only if a pickle runs past it, so the
+  // storages are read once, each straight into its own buffer, instead of holding the whole file twice.
+  let head: LegacyHead | undefined;
+  for (let n = Math.min(f.size, 1 << 16); !head; n = Math.min(f.size, n * 4)) {
+    try {
+      head = parseLegacyHead(f.read(0, n), file);
+    } catch (err) {
+      if (!(err instanceof PickleTruncated) || n === f.size) throw err;
+    }
+  }
+  const { refs, keys } = head;
   // Storages follow back to back: an 8-byte little-endian element count, then the raw elements.
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const spans = new Map<string, [number, number]>();
-  let p = keysPickle.end;
-  for (const key of keys as string[]) {
+  let p = head.end;
+  for (const key of keys) {
     const ref = refs.get(key);
-    if (!ref) throw new VggError(`storage '${key}' is listed but never used, so its element size is unknown`, file);
-    if (p + 8 > bytes.length) throw new VggError(`truncated file: storage '${key}' header is missing`, file);
-    const count = view.getBigUint64(p, true);
+    if (!ref) throw new VggError(`storage '${shown(key)}' is listed but never used, so its element size is unknown`, file);
+    if (p + 8 > f.size) throw new VggError(`truncated file: storage '${shown(key)}' header is missing`, file);
+    const cb = f.read(p, 8);
+    const count = new DataView(cb.buffer).getBigUint64(0, true);
     p += 8;
-    const left = bytes.length - p;
+    const left = f.size - p;
     if (count * BigInt(ref.type.itemsize) > BigInt(left)) {
-      throw new VggError(`truncated file: storage '${key}' declares ${count} elements but only ${left} bytes remain`, file);
+      throw new VggError(`truncated file: storage '${shown(key)}' declares ${count} elements but only ${left} bytes remain`, file);
     }
     if (Number(count) !== ref.rootNumel) {
-      throw new VggError(`storage '${key}' holds ${count} elements but the pickle says ${ref.rootNumel}`, file);
+      throw new VggError(`storage '${shown(key)}' holds ${count} elements but the pickle says ${ref.rootNumel}`, file);
     }
     const n = Number(count) * ref.type.itemsize;
-    spans.set(key, [p, p + n]);
+    spans.set(key, [p, n]);
     p += n;
   }
-  const lazy = selectStateDict(main.value, file);
+  const lazy = selectStateDict(head.main, file);
   return materialise(file, lazy, (ref) => {
     const span = spans.get(ref.key);
     if (!span) throw new VggError(`storage '${ref.key}' is not in the file's storage list`, file);
-    return bytes.slice(span[0], span[1]);
+    return f.read(span[0], span[1]);
   });
 }
 

@@ -8,7 +8,7 @@
 import { VggError } from "../errors.js";
 import type { DType, StateDict, Tensor, TypedData } from "../tensor.js";
 import { fsError, withFile, writeFileAtomic } from "./atomic.js";
-import { checkTensor, ITEMSIZE, tensorBytes, typedFromBytes } from "./bytes.js";
+import { checkTensor, ITEMSIZE, shown, tensorBytes, typedFromBytes } from "./bytes.js";
 
 /** The reference implementation refuses headers above 100 MB; so do we, before allocating them. */
 const MAX_HEADER = 100_000_000;
@@ -61,14 +61,14 @@ function isCount(v: unknown): v is number {
 }
 
 function parseEntry(name: string, v: unknown, dataLen: number, file: string): Entry {
-  const bad = (msg: string) => new VggError(`tensor '${name}': ${msg}`, file);
+  const bad = (msg: string) => new VggError(`tensor '${shown(name)}': ${msg}`, file);
   if (typeof v !== "object" || v === null || Array.isArray(v)) throw bad("header entry is not an object");
   const o = v as Record<string, unknown>;
   if (typeof o.dtype !== "string") throw bad("dtype is missing");
   const dt = Object.hasOwn(FROM_FILE, o.dtype) ? FROM_FILE[o.dtype] : undefined;
   if (!dt) {
-    const shown = JSON.stringify(o.dtype.slice(0, 20));
-    throw bad(UNSUPPORTED.has(o.dtype) ? `dtype ${shown} is not supported` : `unknown dtype ${shown}`);
+    const what = `'${shown(o.dtype, 20)}'`;
+    throw bad(UNSUPPORTED.has(o.dtype) ? `dtype ${what} is not supported` : `unknown dtype ${what}`);
   }
   const shape = o.shape;
   if (!Array.isArray(shape) || !shape.every(isCount)) throw bad("shape must be a list of non-negative integers");
@@ -79,7 +79,7 @@ function parseEntry(name: string, v: unknown, dataLen: number, file: string): En
   let numel = 1;
   for (const d of shape as number[]) numel *= d;
   if (numel * dt.itemsize !== end - begin) {
-    throw bad(`shape [${shape.join(", ")}] of ${o.dtype} needs ${numel * dt.itemsize} bytes but data_offsets span ${end - begin}`);
+    throw bad(`shape [${shape.join(", ")}] of ${shown(o.dtype)} needs ${numel * dt.itemsize} bytes but data_offsets span ${end - begin}`);
   }
   return { name, dtype: dt.dtype, itemsize: dt.itemsize, widen: dt.widen, shape: (shape as number[]).slice(), begin, end };
 }
@@ -135,7 +135,7 @@ export function readSafetensorsFile(path: string): SafetensorsFile {
         if (name === "__metadata__") {
           if (typeof v !== "object" || v === null || Array.isArray(v)) throw new VggError("__metadata__ is not an object", path);
           for (const [k, s] of Object.entries(v as Record<string, unknown>)) {
-            if (typeof s !== "string") throw new VggError(`__metadata__ value for '${k}' is not a string`, path);
+            if (typeof s !== "string") throw new VggError(`__metadata__ value for '${shown(k)}' is not a string`, path);
             meta.push([k, s]);
           }
           continue;
@@ -146,7 +146,8 @@ export function readSafetensorsFile(path: string): SafetensorsFile {
       let covered = 0;
       let prev: Entry | undefined;
       for (const e of byOffset) {
-        if (e.begin < covered) throw new VggError(`tensors '${prev?.name}' and '${e.name}' overlap in the data section`, path);
+        if (e.begin < covered)
+          throw new VggError(`tensors '${shown(prev?.name ?? "")}' and '${shown(e.name)}' overlap in the data section`, path);
         if (e.begin > covered) throw new VggError(`data bytes ${covered}..${e.begin} belong to no tensor`, path);
         covered = e.end;
         prev = e;
@@ -176,14 +177,14 @@ export function writeSafetensors(path: string, sd: StateDict, metadata?: Record<
   const parts: string[] = [];
   if (metadata && Object.keys(metadata).length) {
     for (const [k, v] of Object.entries(metadata)) {
-      if (typeof v !== "string") throw new VggError(`metadata value for '${k}' is not a string`, path);
+      if (typeof v !== "string") throw new VggError(`metadata value for '${shown(k)}' is not a string`, path);
     }
     parts.push(`"__metadata__":${JSON.stringify(metadata)}`);
   }
   const names = [...sd.keys()];
   for (const name of names) {
     if (typeof name !== "string" || name.length === 0 || name === "__metadata__") {
-      throw new VggError(`invalid tensor name ${JSON.stringify(name)}`, path);
+      throw new VggError(`invalid tensor name '${shown(String(name))}'`, path);
     }
     checkTensor(sd.get(name) as Tensor, name, path);
   }
