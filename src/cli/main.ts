@@ -5,10 +5,12 @@
 import { Command, CommanderError } from "commander";
 import { VggError } from "../errors.js";
 import { register as registerBench } from "./bench.js";
+import { register as registerEval } from "./eval.js";
 import { register as registerExport } from "./export.js";
 import { register as registerInfer } from "./infer.js";
 import { register as registerList } from "./list.js";
 import { register as registerSummary } from "./summary.js";
+import { register as registerTrain } from "./train.js";
 
 function fail(err: unknown): never {
   if (err instanceof CommanderError) process.exit(err.exitCode || 1);
@@ -22,7 +24,7 @@ const program = new Command("vgg")
   .description("VGG ConvNets (Simonyan & Zisserman) compiled to ONNX and run on ONNX Runtime")
   .showSuggestionAfterError()
   .exitOverride();
-for (const r of [registerList, registerSummary, registerInfer, registerExport, registerBench]) r(program);
+for (const r of [registerList, registerSummary, registerInfer, registerExport, registerBench, registerTrain, registerEval]) r(program);
 
 process.on("unhandledRejection", fail);
 try {

@@ -1,4 +1,5 @@
 import { i, ints } from "../graph/builder.js";
+import { reduce, reshape } from "../graph/emit.js";
 import { checkRank, type OpKind } from "./types.js";
 
 /**
@@ -28,6 +29,22 @@ function transpose(m: Float32Array, rows: number, cols: number): Float32Array {
   return t;
 }
 
+/** The [n*n, H*W] matrix of the whole 2-D pool: P[(i,j), (h,w)] = Ph[i,h] * Pw[j,w] (a Kronecker product). */
+export function adaptiveMatrix2d(H: number, W: number, n: number): Float32Array {
+  const ph = adaptiveMatrix(H, n);
+  const pw = adaptiveMatrix(W, n);
+  const p = new Float32Array(n * n * H * W);
+  for (let a = 0; a < n; a++)
+    for (let b = 0; b < n; b++)
+      for (let h = 0; h < H; h++) for (let w = 0; w < W; w++) p[(a * n + b) * H * W + h * W + w] = ph[a * H + h] * pw[b * W + w];
+  return p;
+}
+
+/**
+ * Training (layout [C, H, W, N]): identity when H = W = n; a mean over the map when n = 1 (backward: dy / HW
+ * everywhere); otherwise the pool is one matrix P [n*n, H*W] applied to every channel's [H*W, N] block (a batched
+ * MatMul) and the backward is P^T applied to dy. P covers every case, divisible or not, and the 1x1 -> 7x7 copy.
+ */
 export const adaptivePool: OpKind<AdaptivePoolAttrs> = {
   outShape(a, x) {
     checkRank("adaptive_avgpool", x, 3);
@@ -49,5 +66,31 @@ export const adaptivePool: OpKind<AdaptivePoolAttrs> = {
     const ph = g.initializer(`${name}.ph`, { dtype: "float32", shape: [a.out, H], data: adaptiveMatrix(H, a.out) });
     const rows = g.op1("MatMul", [x, pwT], undefined, `${name}_w`);
     return g.op1("MatMul", [ph, rows], undefined, name);
+  },
+  trainForward(ctx, a, x, inShape, name) {
+    const g = ctx.g;
+    const [C, H, W] = inShape;
+    const N = ctx.batch;
+    const n = a.out;
+    if (H === n && W === n) return { y: x, saved: {} };
+    if (n === 1) return { y: reduce(g, "ReduceMean", x, [1, 2], true, name), saved: {} };
+    const p = g.initializer(`${name}.pool_matrix`, { dtype: "float32", shape: [n * n, H * W], data: adaptiveMatrix2d(H, W, n) });
+    const y = g.op1("MatMul", [p, reshape(g, x, [C, H * W, N])], undefined, `${name}_pool`);
+    return { y: reshape(g, y, [C, n, n, N], name), saved: {} };
+  },
+  backward(ctx, a, _saved, dy, inShape, name, needDx) {
+    if (!needDx) return { grads: {} };
+    const g = ctx.g;
+    const [C, H, W] = inShape;
+    const N = ctx.batch;
+    const n = a.out;
+    if (H === n && W === n) return { dx: dy, grads: {} };
+    if (n === 1) {
+      const dx = g.op1("Expand", [g.op1("Mul", [dy, g.scalar(1 / (H * W))]), g.shapeConst([C, H, W, N])], undefined, `${name}_dx`);
+      return { dx, grads: {} };
+    }
+    const pt = g.initializer(`${name}.pool_matrix_t`, { dtype: "float32", shape: [H * W, n * n], data: transpose(adaptiveMatrix2d(H, W, n), n * n, H * W) });
+    const dx = g.op1("MatMul", [pt, reshape(g, dy, [C, n * n, N])], undefined, `${name}_dx`);
+    return { dx: reshape(g, dx, [C, H, W, N]), grads: {} };
   },
 };

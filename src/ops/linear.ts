@@ -1,4 +1,5 @@
 import { i } from "../graph/builder.js";
+import { reduce, reshape } from "../graph/emit.js";
 import { checkRank, type OpKind } from "./types.js";
 
 /** nn.Linear: weight [out, in] as torchvision stores it, so the Gemm transposes B. */
@@ -7,6 +8,7 @@ export interface LinearAttrs {
   outF: number;
 }
 
+/** Training layout [F, N]: y = W x + b (one Gemm), dW = dy x^T, db = sum_n dy, dx = W^T dy. */
 export const linear: OpKind<LinearAttrs> = {
   outShape(a, x) {
     checkRank("linear", x, 1);
@@ -19,4 +21,18 @@ export const linear: OpKind<LinearAttrs> = {
   ],
   macs: (a) => a.inF * a.outF,
   forward: (ctx, _a, x, _in, name) => ctx.g.op1("Gemm", [x, ctx.param("weight"), ctx.param("bias")], { transB: i(1) }, name),
+  trainForward(ctx, a, x, _in, name) {
+    const g = ctx.g;
+    const y = g.op1("Gemm", [ctx.param("weight"), x, reshape(g, ctx.param("bias"), [a.outF, 1])], undefined, name);
+    return { y, saved: { x } };
+  },
+  backward(ctx, _a, saved, dy, _in, name, needDx) {
+    const g = ctx.g;
+    const grads = {
+      weight: g.op1("Gemm", [dy, saved.x], { transB: i(1) }, `${name}_dw`),
+      bias: reduce(g, "ReduceSum", dy, [1], false, `${name}_db`),
+    };
+    if (!needDx) return { grads };
+    return { dx: g.op1("Gemm", [ctx.param("weight"), dy], { transA: i(1) }, `${name}_dx`), grads };
+  },
 };

@@ -22,6 +22,46 @@ export interface EmitCtx {
   training: boolean;
 }
 
+/**
+ * Emission context of the training step. Activations there are feature-major with the batch innermost:
+ * [C, H, W, N] for maps and [F, N] for vectors. That makes every convolution one GEMM over the whole batch
+ * (columns = H*W*N), BN statistics a reduction over one contiguous axis, and flatten a free reshape.
+ */
+export interface TrainCtx {
+  g: GraphBuilder;
+  /** The graph value holding this layer's parameter (or buffer) `suffix`. */
+  param(suffix: string): string;
+  /** The step graph's batch size (fixed per graph). */
+  batch: number;
+  /** int64 scalar: the step's random seed (dropout masks are a hash of seed, salt and element index). */
+  seed: string;
+  /** An integer unique to the layer in its model, mixed into the seed. */
+  salt: number;
+  /** Layer-pairing facts the walker knows, for fused emission. */
+  fuse?: {
+    /** conv: a BatchNorm follows, so the bias is left out of the GEMM (BN removes any per-channel constant); the
+     * bias gets an exactly-zero gradient and the BN adds it back to the batch mean for its running statistics. */
+    biasIntoBn?: boolean;
+    /** batchnorm: the preceding conv's bias value, to add to the batch mean (see biasIntoBn). */
+    convBias?: string;
+  };
+}
+
+/** What a layer's training forward leaves: the output, values kept for its backward, and new buffer values. */
+export interface TrainForward {
+  y: string;
+  saved: Record<string, string>;
+  /** New values of non-trainable state, by suffix (BN: running_mean, running_var, num_batches_tracked). */
+  state?: Record<string, string>;
+}
+
+export interface Backward {
+  /** Gradient with respect to the layer's input; absent when not asked for. */
+  dx?: string;
+  /** Gradients of the trainable parameters, by suffix. */
+  grads: Record<string, string>;
+}
+
 export interface OpKind<A> {
   outShape(a: A, x: Shape): Shape;
   params(a: A, x: Shape): ParamSpec[];
@@ -29,6 +69,10 @@ export interface OpKind<A> {
   macs(a: A, x: Shape): number;
   /** Emit the inference-mode forward of one layer; returns the output value's name. */
   forward(ctx: EmitCtx, a: A, x: string, inShape: Shape, name: string): string;
+  /** Emit the training-mode forward (layout of TrainCtx). */
+  trainForward(ctx: TrainCtx, a: A, x: string, inShape: Shape, name: string): TrainForward;
+  /** Emit the backward: from dL/dy and what trainForward saved, dL/dx (if `needDx`) and the parameter gradients. */
+  backward(ctx: TrainCtx, a: A, saved: Record<string, string>, dy: string, inShape: Shape, name: string, needDx: boolean): Backward;
 }
 
 export function checkRank(kind: string, x: Shape, rank: number): void {

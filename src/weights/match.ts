@@ -28,7 +28,21 @@ export function halfToFloat(h: number): number {
   return s * (1 + m / 1024) * 2 ** (e - 15);
 }
 
-export function matchStateDict(m: VggModel, sd: StateDict, file?: string): StateDict {
+/**
+ * A state_dict saved from a model wrapped in `nn.DataParallel` / `DistributedDataParallel` has every key under
+ * `module.`; torchvision's names are what follows. Only stripped when every key has the prefix, so a file that
+ * merely contains a `module.` entry is left as it is (and the mismatch is reported by name).
+ */
+export function stripModulePrefix(sd: StateDict): StateDict {
+  const keys = [...sd.keys()];
+  if (keys.length === 0 || !keys.every((k) => k.startsWith("module.") && k.length > 7)) return sd;
+  const out: StateDict = new Map();
+  for (const [k, t] of sd) out.set(k.slice(7), t);
+  return out;
+}
+
+export function matchStateDict(m: VggModel, sdIn: StateDict, file?: string): StateDict {
+  const sd = stripModulePrefix(sdIn);
   const spec = stateSpec(m);
   const want = new Set(spec.map((e) => e.key));
   const out: StateDict = new Map();

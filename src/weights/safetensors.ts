@@ -75,7 +75,10 @@ function parseEntry(name: string, v: unknown, dataLen: number, file: string): En
   const offs = o.data_offsets;
   if (!Array.isArray(offs) || offs.length !== 2 || !offs.every(isCount)) throw bad("data_offsets must be [begin, end]");
   const [begin, end] = offs as number[];
-  if (begin > end || end > dataLen) throw bad(`data_offsets [${begin}, ${end}] are outside the ${dataLen}-byte data section`);
+  if (begin > end || end > dataLen) {
+    const cut = end > dataLen ? " (truncated file?)" : "";
+    throw bad(`data_offsets [${begin}, ${end}] are outside the ${dataLen}-byte data section${cut}`);
+  }
   let numel = 1;
   for (const d of shape as number[]) numel *= d;
   if (numel * dt.itemsize !== end - begin) {
@@ -107,7 +110,7 @@ export function readSafetensorsFile(path: string): SafetensorsFile {
       if (f.size < 8) throw new VggError(`truncated safetensors file (${f.size} bytes, no header length)`, path);
       const lenBytes = f.read(0, 8);
       const n = new DataView(lenBytes.buffer).getBigUint64(0, true);
-      if (n > BigInt(f.size - 8)) throw new VggError(`safetensors header length ${n} is past the end of the file (${f.size} bytes)`, path);
+      if (n > BigInt(f.size - 8)) throw new VggError(`safetensors header length ${n} is past the end of the file (${f.size} bytes): truncated file?`, path);
       if (n > BigInt(MAX_HEADER)) throw new VggError(`safetensors header length ${n} exceeds the 100 MB limit`, path);
       const headerLen = Number(n);
       const raw = f.read(8, headerLen);

@@ -1,0 +1,126 @@
+import { type Command, Option } from "commander";
+import { VggError } from "../errors.js";
+import { SCHEDULES, type ScheduleKind } from "../train/schedule.js";
+import { type TrainConfig, train } from "../train/trainer.js";
+import { addModelOptions, float, int, type ModelFlags, modelOptions, positiveInt } from "./options.js";
+
+interface TrainFlags extends Omit<ModelFlags, "init"> {
+  data: string;
+  out: string;
+  epochs: number;
+  batchSize: number;
+  lr: number;
+  momentum: number;
+  weightDecay: number;
+  nesterov?: boolean;
+  decayBnBias?: boolean;
+  dropout?: number;
+  labelSmoothing: number;
+  schedule: ScheduleKind;
+  patience: number;
+  warmup?: number;
+  init: string;
+  steps?: number;
+  shuffle: boolean;
+  augment: string;
+  scale?: string;
+  fit: "pad" | "resize";
+  normalize: "meanstd" | "mean" | "none";
+  val?: number;
+  workers?: number;
+  threads?: number;
+  resume?: boolean;
+  progress: boolean;
+  inputSize?: number;
+}
+
+/** `--augment crop,flip,lighting` or `none`. */
+function parseAugment(s: string): { crop: boolean; flip: boolean; lighting: boolean } {
+  const parts = s.split(",").map((p) => p.trim()).filter(Boolean);
+  const known = ["crop", "flip", "lighting", "none"];
+  for (const p of parts) if (!known.includes(p)) throw new VggError(`--augment: unknown '${p}' (known: ${known.join(", ")})`);
+  return { crop: parts.includes("crop"), flip: parts.includes("flip"), lighting: parts.includes("lighting") };
+}
+
+function parseScale(s: string | undefined): number | [number, number] | undefined {
+  if (s === undefined) return undefined;
+  const m = /^(\d+)(?::(\d+))?$/.exec(s.trim());
+  if (!m) throw new VggError(`--scale wants S or Smin:Smax, got '${s}'`);
+  return m[2] ? [Number(m[1]), Number(m[2])] : Number(m[1]);
+}
+
+export function register(program: Command): void {
+  const cmd = program
+    .command("train")
+    .description("train a VGG with SGD (the whole step one ONNX graph on ONNX Runtime); evaluates on the test split at the end")
+    .requiredOption("--data <spec>", "fashion-mnist[:DIR], cifar10:DIR, folder:DIR, npy:X.npy,Y.npy")
+    .requiredOption("--out <run_dir>", "run directory: metrics.jsonl, best/last.safetensors, result.json")
+    .option("--epochs <n>", "epochs", positiveInt, 30)
+    .option("--batch-size <n>", "mini-batch size (paper: 256)", positiveInt, 128)
+    .option("--lr <x>", "learning rate (paper: 0.01)", float, 0.01)
+    .option("--momentum <x>", "SGD momentum", float, 0.9)
+    .option("--weight-decay <x>", "L2 weight decay", float, 5e-4)
+    .option("--nesterov", "Nesterov momentum")
+    .option("--no-decay-bn-bias", "exempt BN parameters and biases from weight decay")
+    .option("--label-smoothing <x>", "cross-entropy label smoothing", float, 0)
+    .addOption(new Option("--schedule <kind>", "plateau (paper: /10 when val accuracy stalls), step, cosine").choices(SCHEDULES).default("plateau"))
+    .option("--patience <n>", "plateau: epochs without improvement before a cut", int, 2)
+    .option("--warmup <epochs>", "cosine: linear warm-up epochs", float)
+    .option("--steps <n>", "stop after this many steps in all", positiveInt)
+    .option("--no-shuffle", "keep the data order")
+    .option("--augment <list>", "crop,flip,lighting or none", "crop,flip")
+    .option("--scale <S|Smin:Smax>", "training scale for variable-size images (paper: 256, 384, or 256:512 jittered)")
+    .addOption(new Option("--fit <how>", "small images below the input size: pad or resize").choices(["pad", "resize"]).default("pad"))
+    .addOption(new Option("--normalize <how>", "meanstd, mean (the paper: subtract the mean RGB), none").choices(["meanstd", "mean", "none"]).default("meanstd"))
+    .option("--val <n>", "held-out validation images from the training data (count, or fraction < 1)", float)
+    .option("--input-size <s>", "network input size (default: the data's, at least 32)", positiveInt)
+    .option("--workers <n>", "data worker threads", int)
+    .option("--threads <n>", "engine threads", positiveInt)
+    .option("--resume", "continue the run in --out from its last checkpoint")
+    .option("--no-progress", "no progress bar");
+  addModelOptions(cmd);
+  // Training's --init takes a weights file as well as a scheme name.
+  const init = cmd.options.find((o) => o.long === "--init");
+  if (init) {
+    init.argChoices = undefined;
+    init.description = "weights file to start from, or torchvision|paper|glorot";
+  }
+  cmd.action(async (o: TrainFlags) => {
+    if (o.weights) throw new VggError("train takes a starting point with --init FILE, not --weights");
+    const aug = parseAugment(o.augment);
+    const cfg: TrainConfig = {
+      arch: o.arch,
+      model: { ...modelOptions(o as ModelFlags), inputSize: o.inputSize },
+      data: o.data,
+      out: o.out,
+      epochs: o.epochs,
+      batchSize: o.batchSize,
+      lr: o.lr,
+      momentum: o.momentum,
+      weightDecay: o.weightDecay,
+      nesterov: Boolean(o.nesterov),
+      decayExempt: o.decayBnBias === false ? "bn_and_bias" : "none",
+      labelSmoothing: o.labelSmoothing,
+      schedule: o.schedule,
+      patience: o.patience,
+      warmup: o.warmup,
+      init: o.init,
+      seed: o.seed ?? 0,
+      steps: o.steps,
+      shuffle: o.shuffle,
+      flip: aug.flip,
+      cropPadding: aug.crop ? undefined : 0,
+      lighting: aug.lighting ? 0.1 : 0,
+      scale: parseScale(o.scale),
+      fit: o.fit,
+      normalize: o.normalize,
+      val: o.val,
+      workers: o.workers,
+      threads: o.threads,
+      resume: Boolean(o.resume),
+      progress: o.progress,
+    };
+    const r = await train(cfg);
+    if (r.test) console.log(`test top-1 accuracy ${(100 * r.test.top1).toFixed(2)}% (${r.test.n} images); weights ${r.weights}; ${r.seconds.toFixed(0)} s`);
+  });
+}

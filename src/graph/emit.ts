@@ -1,0 +1,99 @@
+/**
+ * Small emission helpers shared by the ops' training forwards and backwards. They know the opset differences
+ * (reductions take `axes` as an input from opset 18) and the training layout ([C, H, W, N], batch innermost).
+ */
+import { type GraphBuilder, i, ints } from "./builder.js";
+
+/** The default-domain opset the training step graph is emitted at (BitwiseXor and input-axes reductions). */
+export const TRAIN_OPSET = 18;
+
+export type ReduceOp = "ReduceSum" | "ReduceMean" | "ReduceMax" | "ReduceSumSquare" | "ReduceMin" | "ReduceProd";
+
+/** A reduction over `axes`, in whichever form the graph's opset wants. */
+export function reduce(g: GraphBuilder, op: ReduceOp, x: string, axes: number[], keepdims = true, name?: string): string {
+  const opset = g.opsets.get("") ?? 17;
+  if (op === "ReduceSum" || opset >= 18) return g.op1(op, [x, g.shapeConst(axes)], { keepdims: i(keepdims ? 1 : 0) }, name);
+  return g.op1(op, [x], { axes: ints(axes), keepdims: i(keepdims ? 1 : 0) }, name);
+}
+
+export function reshape(g: GraphBuilder, x: string, shape: number[], name?: string): string {
+  return g.op1("Reshape", [x, g.shapeConst(shape)], undefined, name);
+}
+
+export function transpose(g: GraphBuilder, x: string, perm: number[], name?: string): string {
+  return g.op1("Transpose", [x], { perm: ints(perm) }, name);
+}
+
+/**
+ * im2col of a [C, H, W, N] map for a k x k kernel with "same" padding: [C*k*k, H*W*N], row c*k*k + kh*k + kw
+ * (torch's weight order, so the weight is used as a plain [O, C*k*k] matrix). The batch-innermost layout makes
+ * every shifted window a slice with contiguous runs of W*N floats. For k = 1 it is a reshape.
+ */
+export function im2col(g: GraphBuilder, x: string, C: number, H: number, W: number, N: number, k: number, name: string): string {
+  if (k === 1) return reshape(g, x, [C, H * W * N], `${name}_cols`);
+  const p = (k - 1) / 2;
+  const xp = g.op1("Pad", [x, g.shapeConst([0, p, p, 0, 0, p, p, 0])], undefined, `${name}_pad`);
+  const parts: string[] = [];
+  for (let kh = 0; kh < k; kh++) {
+    for (let kw = 0; kw < k; kw++) {
+      // The centre tap is the map itself: no slice.
+      const sl =
+        kh === p && kw === p
+          ? x
+          : g.op1("Slice", [xp, g.shapeConst([kh, kw]), g.shapeConst([kh + H, kw + W]), g.shapeConst([1, 2])], undefined, `${name}_shift`);
+      parts.push(reshape(g, sl, [C, 1, H * W * N]));
+    }
+  }
+  const cat = g.op1("Concat", parts, { axis: i(1) }, `${name}_im2col`);
+  return reshape(g, cat, [C * k * k, H * W * N], `${name}_cols`);
+}
+
+/** A float32 constant of any shape (not deduplicated: for matrices). */
+export function matrix(g: GraphBuilder, name: string, shape: number[], data: Float32Array): string {
+  return g.initializer(name, { dtype: "float32", shape, data });
+}
+
+const U32 = 0xffffffff;
+const HASH_MUL = 0x45d9f3b;
+
+/**
+ * The 32-bit integer finaliser x ^= x >> 16; x *= 0x45d9f3b; x ^= x >> 16; x *= 0x45d9f3b; x ^= x >> 16 on int64
+ * values in [0, 2^32) (ONNX's BitShift wants unsigned types, so shifts are divisions; products stay under 2^63).
+ * Same numbers as `hash32` below.
+ */
+export function emitHash32(g: GraphBuilder, x: string): string {
+  const mul = g.constant("int64", [], [HASH_MUL]);
+  const mask = g.constant("int64", [], [U32]);
+  const d16 = g.constant("int64", [], [65536]);
+  const mix = (v: string) => g.op1("BitwiseXor", [g.op1("Div", [v, d16]), v]);
+  let h = x;
+  for (let r = 0; r < 2; r++) h = g.op1("BitwiseAnd", [g.op1("Mul", [mix(h), mul]), mask]);
+  return mix(h);
+}
+
+export function hash32(x: number): number {
+  let h = x >>> 0;
+  for (let r = 0; r < 2; r++) h = Math.imul(((h >>> 16) ^ h) >>> 0, HASH_MUL) >>> 0;
+  return ((h >>> 16) ^ h) >>> 0;
+}
+
+/**
+ * `count` pseudo-random integers in [0, 2^32) as an int64 tensor [count]: element e is
+ * hash32(e XOR hash32((seed mod 2^32) XOR hash32(salt))). A counter-based generator: the same seed and salt give the
+ * same numbers in every session and every run, so a resumed run draws the same dropout masks.
+ */
+export function emitCounterRandom(g: GraphBuilder, seed: string, salt: number, count: number): string {
+  const idx = g.op1("Range", [g.constant("int64", [], [0]), g.constant("int64", [], [count]), g.constant("int64", [], [1])]);
+  const s = g.op1("BitwiseAnd", [seed, g.constant("int64", [], [U32])]);
+  const key = emitHash32(g, g.op1("BitwiseXor", [s, g.constant("int64", [], [hash32(salt)])]));
+  return emitHash32(g, g.op1("BitwiseXor", [idx, key]));
+}
+
+/** The same numbers as emitCounterRandom, in JavaScript (for tests and for checking masks). */
+export function counterRandom(seed: number | bigint, salt: number, count: number): Uint32Array {
+  const s = Number(BigInt.asUintN(32, BigInt(seed)));
+  const key = hash32((s ^ hash32(salt)) >>> 0);
+  const out = new Uint32Array(count);
+  for (let e = 0; e < count; e++) out[e] = hash32((e ^ key) >>> 0);
+  return out;
+}

@@ -1,0 +1,219 @@
+/**
+ * The whole SGD training step as one ONNX graph of standard ops: forward in training mode (batch statistics,
+ * dropout), mean softmax cross-entropy, backward (each op kind's gradient lives beside its forward in src/ops),
+ * torch.optim.SGD with momentum and weight decay, and PyTorch's BN running-statistics update.
+ *
+ * Graph inputs:
+ *   x      float32 [N, C, H, W]         the batch (N fixed per graph: build a second graph for a last partial batch)
+ *   y      int64   [N]                  labels
+ *   lr     float32 []                   learning rate of this step
+ *   seed   int64   []                   dropout seed of this step (only its low 32 bits count)
+ *   <key>  every state_dict entry, torchvision's names (features.0.weight, features.1.running_mean, ...)
+ *   <key>.momentum_buffer               one per trainable parameter (when momentum > 0; zeros before the first step)
+ * Graph outputs:
+ *   loss float32 [], correct1 float32 [], correct5 float32 [] (top-1 / top-5 hits in the batch)
+ *   <input>.next for every state input: new parameters, new momentum buffers, new running_mean / running_var,
+ *   num_batches_tracked + 1
+ *   logits float32 [N, K] when asked for
+ * Inside, activations are [C, H, W, N] (see TrainCtx in src/ops/types.ts); the input is transposed once.
+ */
+import { opOf } from "../ops/index.js";
+import { softmaxCrossEntropy } from "../ops/loss.js";
+import type { TrainCtx } from "../ops/types.js";
+import type { DType, StateDict, Tensor } from "../tensor.js";
+import { numel } from "../tensor.js";
+import { emitSgd, resolveSgd, type SgdOptions } from "../train/sgd.js";
+import { type Layer, stateSpec, type VggModel } from "../zoo/model.js";
+import { GraphBuilder } from "./builder.js";
+import { TRAIN_OPSET, transpose } from "./emit.js";
+import { encodeModel, type ModelSpec } from "./onnx.js";
+
+export interface TrainStepOptions extends SgdOptions {
+  /** Batch size of this graph. */
+  batchSize: number;
+  /** CrossEntropyLoss label_smoothing (default 0). */
+  labelSmoothing?: number;
+  /** Also output the logits [N, K]. */
+  logits?: boolean;
+  /** Leave a conv's bias out of its GEMM when a BatchNorm follows (exact; default true). See TrainCtx.fuse. */
+  fuseConvBias?: boolean;
+}
+
+export interface StateEntry {
+  /** Graph input name. */
+  input: string;
+  /** Graph output holding the value after the step. */
+  output: string;
+  /** The state_dict key this belongs to. */
+  key: string;
+  kind: "param" | "momentum" | "buffer";
+  dtype: DType;
+  shape: number[];
+}
+
+export interface TrainStep {
+  spec: ModelSpec;
+  /** Every state input with its output, in a fixed order (params and buffers in state_dict order, then momenta). */
+  state: StateEntry[];
+  batchSize: number;
+}
+
+export const MOMENTUM_SUFFIX = ".momentum_buffer";
+export const NEXT_SUFFIX = ".next";
+
+/** The step graph's state inputs and outputs, without building it. */
+export function trainStepState(m: VggModel, opts: SgdOptions = {}): StateEntry[] {
+  const sgd = resolveSgd(opts);
+  const spec = stateSpec(m);
+  const out: StateEntry[] = spec.map(({ key, param }) => ({
+    input: key,
+    output: key + NEXT_SUFFIX,
+    key,
+    kind: param.trainable ? "param" : "buffer",
+    dtype: param.dtype,
+    shape: param.shape,
+  }));
+  if (sgd.momentum > 0) {
+    for (const { key, param } of spec) {
+      if (!param.trainable) continue;
+      const input = key + MOMENTUM_SUFFIX;
+      out.push({ input, output: input + NEXT_SUFFIX, key, kind: "momentum", dtype: "float32", shape: param.shape });
+    }
+  }
+  return out;
+}
+
+/** Zero momentum buffers (what torch's first step is equivalent to). */
+export function zeroMomentum(m: VggModel, opts: SgdOptions = {}): StateDict {
+  const sd: StateDict = new Map();
+  for (const e of trainStepState(m, opts)) {
+    if (e.kind === "momentum") sd.set(e.input, { dtype: "float32", shape: e.shape, data: new Float32Array(numel(e.shape)) });
+  }
+  return sd;
+}
+
+function isDecayExempt(layer: Layer, suffix: string): boolean {
+  return suffix === "bias" || layer.kind === "batchnorm";
+}
+
+export function buildTrainStep(m: VggModel, opts: TrainStepOptions): TrainStep {
+  const N = opts.batchSize;
+  if (!Number.isInteger(N) || N < 1) throw new Error(`batch size must be a positive integer, got ${N}`);
+  const sgd = resolveSgd(opts);
+  const state = trainStepState(m, sgd);
+  const g = new GraphBuilder();
+  g.opsets.set("", TRAIN_OPSET);
+  const [C, H, W] = m.inputShape;
+  const x = g.input("x", "float32", [N, C, H, W]);
+  const labels = g.input("y", "int64", [N]);
+  const lr = g.input("lr", "float32", []);
+  const seed = g.input("seed", "int64", []);
+  for (const e of state) g.input(e.input, e.dtype, e.shape);
+
+  const fuse = opts.fuseConvBias ?? true;
+  const layers = m.layers;
+  const ctxs: TrainCtx[] = layers.map((layer, idx) => ({
+    g,
+    batch: N,
+    seed,
+    salt: idx,
+    param(suffix: string) {
+      const key = `${layer.name}.${suffix}`;
+      if (!layer.params.some((p) => p.suffix === suffix)) throw new Error(`${layer.name} has no parameter ${suffix}`);
+      return key;
+    },
+  }));
+  if (fuse) {
+    layers.forEach((layer, idx) => {
+      const next = layers[idx + 1];
+      if (layer.kind === "conv" && next?.kind === "batchnorm") {
+        ctxs[idx].fuse = { biasIntoBn: true };
+        ctxs[idx + 1].fuse = { convBias: `${layer.name}.bias` };
+      }
+    });
+  }
+
+  // Forward.
+  let h = transpose(g, x, [1, 2, 3, 0], "x_chwn");
+  const saved: Record<string, string>[] = [];
+  const newState = new Map<string, string>();
+  layers.forEach((layer, idx) => {
+    const r = opOf(layer.kind).trainForward(ctxs[idx], layer.attrs, h, layer.inShape, layer.tap ?? layer.name.replace(/\./g, "_"));
+    saved.push(r.saved);
+    for (const [suffix, v] of Object.entries(r.state ?? {})) newState.set(`${layer.name}.${suffix}`, v);
+    h = r.y;
+  });
+  const last = layers[layers.length - 1];
+  if (last.outShape.length !== 1) throw new Error("the model must end in a vector of class scores");
+  const K = last.outShape[0];
+  const loss = softmaxCrossEntropy(g, h, labels, K, N, opts.labelSmoothing ?? 0);
+
+  // Backward.
+  const grads = new Map<string, string>();
+  let dy = loss.dlogits;
+  for (let idx = layers.length - 1; idx >= 0; idx--) {
+    const layer = layers[idx];
+    const name = layer.name.replace(/\./g, "_");
+    const r = opOf(layer.kind).backward(ctxs[idx], layer.attrs, saved[idx], dy, layer.inShape, name, idx > 0);
+    for (const [suffix, v] of Object.entries(r.grads)) grads.set(`${layer.name}.${suffix}`, v);
+    if (idx > 0) {
+      if (!r.dx) throw new Error(`${layer.name}: backward gave no input gradient`);
+      dy = r.dx;
+    }
+  }
+
+  // SGD and outputs.
+  g.output(loss.loss, "loss", "float32", []);
+  g.output(loss.correct1, "correct1", "float32", []);
+  g.output(loss.correct5, "correct5", "float32", []);
+  if (opts.logits) g.output(transpose(g, h, [1, 0]), "logits", "float32", [N, K]);
+  const momentumOut = new Map<string, string>();
+  for (const { key, layer, param } of stateSpec(m)) {
+    if (!param.trainable) continue;
+    const grad = grads.get(key);
+    if (!grad) throw new Error(`no gradient for ${key}`);
+    const decay = sgd.decayExempt === "none" || !isDecayExempt(layer, param.suffix);
+    const r = emitSgd(g, sgd, {
+      param: key,
+      grad,
+      buf: sgd.momentum > 0 ? key + MOMENTUM_SUFFIX : undefined,
+      lr,
+      decay,
+      name: key.replace(/\./g, "_"),
+    });
+    newState.set(key, r.param);
+    if (r.buf) momentumOut.set(key + MOMENTUM_SUFFIX, r.buf);
+  }
+  for (const e of state) {
+    const v = e.kind === "momentum" ? momentumOut.get(e.input) : newState.get(e.input);
+    if (!v) throw new Error(`no new value for ${e.input}`);
+    g.output(v, e.output, e.dtype, e.shape);
+  }
+  return { spec: g.spec({ arch: m.arch, options: JSON.stringify(m.options), train: JSON.stringify({ ...sgd, batchSize: N }) }), state, batchSize: N };
+}
+
+export function encodeTrainStep(m: VggModel, opts: TrainStepOptions): { bytes: Uint8Array; state: StateEntry[] } {
+  const s = buildTrainStep(m, opts);
+  return { bytes: encodeModel(s.spec), state: s.state };
+}
+
+/** The feeds of one step: weights and buffers from `sd`, momentum buffers from `momentum` (zeros if absent). */
+export function stepFeeds(
+  step: { state: StateEntry[] },
+  sd: StateDict,
+  momentum: StateDict | undefined,
+  batch: { x: Tensor; y: Tensor; lr: number; seed: number | bigint },
+): Record<string, Tensor> {
+  const feeds: Record<string, Tensor> = {
+    x: batch.x,
+    y: batch.y,
+    lr: { dtype: "float32", shape: [], data: Float32Array.of(batch.lr) },
+    seed: { dtype: "int64", shape: [], data: BigInt64Array.of(BigInt(batch.seed)) },
+  };
+  for (const e of step.state) {
+    const t = e.kind === "momentum" ? momentum?.get(e.input) : sd.get(e.input);
+    feeds[e.input] = t ?? { dtype: "float32", shape: e.shape, data: new Float32Array(numel(e.shape)) };
+    if (!t && e.kind !== "momentum") throw new Error(`state lacks ${e.input}`);
+  }
+  return feeds;
+}

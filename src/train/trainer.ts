@@ -1,0 +1,288 @@
+/**
+ * The training driver: data in worker threads, the whole SGD step as one ONNX graph on ORT, the paper's
+ * learning-rate schedule on a held-out validation split, atomic checkpoints, exact resume, divergence guard.
+ * The test split is touched once, at the end, with the best checkpoint.
+ */
+import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import type { Dataset } from "../data/dataset.js";
+import { BatchLoader } from "../data/loader.js";
+import { openDataset } from "../data/spec.js";
+import { presetTransforms, type TransformConfig } from "../data/transforms.js";
+import { VggError } from "../errors.js";
+import { evaluate } from "../eval/evaluate.js";
+import { type Scores, scores } from "../eval/metrics.js";
+import { hash32 } from "../graph/emit.js";
+import { encodeTrainStep, stepFeeds, zeroMomentum } from "../graph/train-step.js";
+import { Predictor } from "../predictor.js";
+import { createSession } from "../runtime/ort.js";
+import type { StateDict } from "../tensor.js";
+import { INIT_SCHEMES, type InitScheme, initWeights } from "../weights/init.js";
+import { loadWeights } from "../weights/load.js";
+import { buildModel, type ModelOptions, type VggModel } from "../zoo/model.js";
+import { type Checkpoint, checkpointPaths, loadCheckpoint, type ModelMeta, saveCheckpoint, type TrainerState } from "./checkpoint.js";
+import { fmtTime, Progress } from "./progress.js";
+import { Schedule, type ScheduleKind } from "./schedule.js";
+
+export interface TrainConfig {
+  arch: string;
+  model: ModelOptions;
+  data: string;
+  out: string;
+  epochs: number;
+  batchSize: number;
+  lr: number;
+  momentum: number;
+  weightDecay: number;
+  nesterov: boolean;
+  decayExempt: "none" | "bn_and_bias";
+  labelSmoothing: number;
+  schedule: ScheduleKind;
+  patience: number;
+  warmup?: number;
+  /** A weights file, or an init scheme name. */
+  init: string;
+  seed: number;
+  /** Stop after this many steps in all (smoke runs). */
+  steps?: number;
+  shuffle: boolean;
+  flip: boolean;
+  /** Random-crop padding for small fixed-size images. */
+  cropPadding?: number;
+  lighting?: number;
+  /** Training scale S (fixed) or [Smin, Smax] (jittered), for variable-size images. */
+  scale?: number | [number, number];
+  fit: "pad" | "resize";
+  normalize: "meanstd" | "mean" | "none";
+  /** Held-out validation images (count or fraction). */
+  val?: number;
+  workers?: number;
+  threads?: number;
+  resume: boolean;
+  progress: boolean;
+}
+
+export interface EpochMetrics {
+  epoch: number;
+  step: number;
+  lr: number;
+  trainLoss: number;
+  trainTop1: number;
+  val: Scores | null;
+  imagesPerSecond: number;
+  seconds: number;
+}
+
+export interface TrainResult {
+  runDir: string;
+  epochs: EpochMetrics[];
+  bestEpoch: number;
+  bestValAcc: number;
+  test: Scores | null;
+  weights: string;
+  seconds: number;
+}
+
+type Log = (line: string) => void;
+
+/** The args a run is resumed with are the ones it started with; these may change on resume. */
+const RESUMABLE_OVERRIDES = new Set(["epochs", "steps", "progress", "workers", "threads", "resume", "out"]);
+
+export async function train(cfgIn: TrainConfig, log: Log = (l) => console.log(l)): Promise<TrainResult> {
+  const t0 = performance.now();
+  let cfg = cfgIn;
+  const dir = cfg.out;
+  const lastPaths = checkpointPaths(dir, "last");
+  let ckpt: Checkpoint | undefined;
+  if (cfg.resume) {
+    ckpt = loadCheckpoint(dir, "last");
+    const saved = ckpt.state.args as unknown as TrainConfig;
+    cfg = { ...saved, ...Object.fromEntries(Object.entries(cfgIn).filter(([k]) => RESUMABLE_OVERRIDES.has(k))) } as TrainConfig;
+    log(`resuming ${dir} after epoch ${ckpt.state.epoch} (step ${ckpt.state.step})`);
+  } else if (existsSync(lastPaths.weights)) {
+    throw new VggError("already holds a run: pass --resume to continue it, or choose another --out", dir);
+  }
+  mkdirSync(dir, { recursive: true });
+
+  const ds = await openDataset(cfg.data, { seed: cfg.seed, val: cfg.val, channels: cfg.model.inChannels === 1 ? 1 : 3 });
+  if (!ds.splits.train) throw new VggError("the data has no training split", cfg.data);
+  const inputSize = cfg.model.inputSize ?? (ds.size ? Math.max(32, ds.size[0]) : 224);
+  const numClasses = cfg.model.numClasses ?? ds.classes.length;
+  if (numClasses !== ds.classes.length) throw new VggError(`--num-classes ${numClasses} but the data has ${ds.classes.length} classes`, cfg.data);
+  const inChannels = cfg.model.inChannels ?? ds.channels;
+  const modelOptions: ModelOptions = { ...cfg.model, inputSize, numClasses, inChannels };
+  const model = buildModel(cfg.arch, modelOptions);
+  const preset = { size: inputSize, channels: inChannels, fit: cfg.fit, scale: cfg.scale, cropPadding: cfg.cropPadding, flip: cfg.flip, lighting: cfg.lighting, normalize: cfg.normalize };
+  const trainTf = presetTransforms(ds, preset, true);
+  const evalTf = presetTransforms(ds, preset, false);
+  const meta: ModelMeta = { arch: cfg.arch, options: model.options, labels: ds.classes, mean: trainTf.mean ?? [], std: trainTf.std ?? [] };
+
+  let weights: StateDict;
+  let momentum: StateDict;
+  let state: TrainerState;
+  const schedule = new Schedule({ kind: cfg.schedule, lr: cfg.lr, epochs: cfg.epochs, patience: cfg.patience, warmup: cfg.warmup }, ckpt?.state.schedule);
+  const sgd = { momentum: cfg.momentum, weightDecay: cfg.weightDecay, nesterov: cfg.nesterov, decayExempt: cfg.decayExempt };
+  if (ckpt) {
+    weights = ckpt.weights;
+    momentum = ckpt.momentum;
+    state = ckpt.state;
+  } else {
+    weights = await initialWeights(model, cfg.init, cfg.seed);
+    momentum = zeroMomentum(model, sgd);
+    state = { epoch: 0, step: 0, schedule: schedule.state, bestValAcc: -1, bestEpoch: -1, args: { ...cfg } as Record<string, unknown> };
+    writeFileSync(join(dir, "metrics.jsonl"), "");
+    log(describeRun(cfg, ds, model, trainTf));
+  }
+  // Lines past the checkpoint were written by an interrupted run; the resumed run writes them again.
+  const history = readHistory(join(dir, "metrics.jsonl")).filter((e) => e.epoch <= state.epoch);
+  writeFileSync(join(dir, "metrics.jsonl"), history.map((e) => `${JSON.stringify(e)}\n`).join(""));
+
+  const step = encodeTrainStep(model, { ...sgd, batchSize: cfg.batchSize, labelSmoothing: cfg.labelSmoothing });
+  const session = await createSession(step.bytes, { threads: cfg.threads });
+  const loader = new BatchLoader(ds.splits.train, { batchSize: cfg.batchSize, shuffle: cfg.shuffle, dropLast: true, transforms: trainTf, seed: cfg.seed, workers: cfg.workers });
+  const perEpoch = loader.batchesPerEpoch;
+  const recent: number[] = [];
+  let stopped = false;
+
+  try {
+    for (let epoch = state.epoch; epoch < cfg.epochs && !stopped; epoch++) {
+      const te = performance.now();
+      let lossSum = 0;
+      let hits = 0;
+      let seen = 0;
+      let lr = 0;
+      const bar = new Progress(`epoch ${epoch + 1}/${cfg.epochs}`, perEpoch, cfg.progress);
+      let k = 0;
+      for await (const b of loader.epoch(epoch)) {
+        lr = schedule.lrAt(epoch, k, perEpoch);
+        const feeds = stepFeeds(step, weights, momentum, {
+          x: { dtype: "float32", shape: [b.n, ...model.inputShape], data: b.x },
+          y: { dtype: "int64", shape: [b.n], data: b.y },
+          lr,
+          seed: hash32((cfg.seed ^ hash32(state.step)) >>> 0) >>> 0,
+        });
+        const out = await session.run(feeds);
+        const loss = (out.loss.data as Float32Array)[0];
+        guardDivergence(loss, recent, state.step, epoch, lr, lastPaths.weights);
+        for (const e of step.state) (e.kind === "momentum" ? momentum : weights).set(e.input, out[e.output]);
+        lossSum += loss * b.n;
+        hits += (out.correct1.data as Float32Array)[0];
+        seen += b.n;
+        state.step++;
+        k++;
+        const secs = (performance.now() - te) / 1000;
+        bar.update(k, `loss ${(lossSum / seen).toFixed(4)} acc ${((100 * hits) / seen).toFixed(1)}% ${(seen / secs).toFixed(0)} img/s`, ((perEpoch - k) * secs) / k);
+        if (cfg.steps !== undefined && state.step >= cfg.steps) {
+          stopped = true;
+          break;
+        }
+      }
+      bar.done();
+      const trainSecs = (performance.now() - te) / 1000;
+      const val = ds.splits.val ? await evalWeights(model, weights, ds.splits.val, evalTf, cfg.threads) : null;
+      const acc = val ? val.top1 : hits / Math.max(seen, 1);
+      const cut = schedule.endEpoch(acc);
+      state.epoch = epoch + 1;
+      state.schedule = schedule.state;
+      const improved = acc > state.bestValAcc;
+      if (improved) {
+        state.bestValAcc = acc;
+        state.bestEpoch = epoch + 1;
+      }
+      const m: EpochMetrics = {
+        epoch: epoch + 1,
+        step: state.step,
+        lr,
+        trainLoss: lossSum / Math.max(seen, 1),
+        trainTop1: hits / Math.max(seen, 1),
+        val,
+        imagesPerSecond: seen / trainSecs,
+        seconds: (performance.now() - te) / 1000,
+      };
+      history.push(m);
+      saveCheckpoint(dir, "last", weights, meta, momentum, state);
+      if (improved) saveCheckpoint(dir, "best", weights, meta);
+      appendFileSync(join(dir, "metrics.jsonl"), `${JSON.stringify(m)}\n`);
+      log(
+        `epoch ${m.epoch}/${cfg.epochs}  lr ${lr.toPrecision(3)}  train loss ${m.trainLoss.toFixed(4)} acc ${(100 * m.trainTop1).toFixed(2)}%` +
+          (val ? `  val loss ${val.loss.toFixed(4)} top-1 ${(100 * val.top1).toFixed(2)}% top-5 ${(100 * val.top5).toFixed(2)}%` : "") +
+          `  ${m.imagesPerSecond.toFixed(0)} img/s  ${fmtTime(m.seconds)}${improved ? "  (best)" : ""}${cut ? `  -> lr ${schedule.state.lr.toPrecision(3)}` : ""}`,
+      );
+    }
+  } finally {
+    await loader.close();
+    await session.release();
+  }
+
+  const bestPath = checkpointPaths(dir, "best").weights;
+  let test: Scores | null = null;
+  if (ds.splits.test && existsSync(bestPath)) {
+    const best = await loadWeights(model, bestPath);
+    test = await evalWeights(model, best, ds.splits.test, evalTf, cfg.threads);
+    log(`test (${test.n} images, best epoch ${state.bestEpoch}): top-1 ${(100 * test.top1).toFixed(2)}%  top-5 ${(100 * test.top5).toFixed(2)}%  loss ${test.loss.toFixed(4)}`);
+  }
+  const result: TrainResult = {
+    runDir: dir,
+    epochs: history,
+    bestEpoch: state.bestEpoch,
+    bestValAcc: state.bestValAcc,
+    test,
+    weights: bestPath,
+    seconds: (performance.now() - t0) / 1000,
+  };
+  writeFileSync(join(dir, "result.json"), `${JSON.stringify({ ...result, arch: cfg.arch, options: model.options, data: cfg.data }, null, 1)}\n`);
+  return result;
+}
+
+async function initialWeights(model: VggModel, init: string, seed: number): Promise<StateDict> {
+  if ((INIT_SCHEMES as string[]).includes(init)) return initWeights(model, init as InitScheme, seed);
+  return loadWeights(model, init);
+}
+
+export async function evalWeights(model: VggModel, weights: StateDict, split: NonNullable<Dataset["splits"]["val"]>, tf: TransformConfig, threads?: number): Promise<Scores> {
+  const p = await Predictor.fromWeights(model, weights, { threads });
+  try {
+    return scores(await evaluate(p, split, tf));
+  } finally {
+    await p.release();
+  }
+}
+
+function guardDivergence(loss: number, recent: number[], step: number, epoch: number, lr: number, last: string): void {
+  const sorted = [...recent].sort((a, b) => a - b);
+  const median = sorted[sorted.length >> 1];
+  const exploding = recent.length >= 20 && loss > 10 * median && loss > 5;
+  if (!Number.isFinite(loss) || exploding) {
+    const kept = existsSync(last) ? `the last good checkpoint ${last} is kept` : "no checkpoint was written yet";
+    throw new VggError(
+      `training diverged at step ${step + 1} (epoch ${epoch + 1}): loss ${loss} with learning rate ${lr.toPrecision(3)}${exploding ? ` (running median ${median.toFixed(4)})` : ""}; ${kept}; try a lower --lr`,
+    );
+  }
+  recent.push(loss);
+  if (recent.length > 50) recent.shift();
+}
+
+function readHistory(path: string): EpochMetrics[] {
+  if (!existsSync(path)) return [];
+  return readFileSync(path, "utf8")
+    .split("\n")
+    .filter((l) => l.trim())
+    .flatMap((l) => {
+      try {
+        return [JSON.parse(l) as EpochMetrics];
+      } catch {
+        return [];
+      }
+    });
+}
+
+function describeRun(cfg: TrainConfig, ds: Dataset, model: VggModel, tf: TransformConfig): string {
+  const s = ds.splits;
+  const n = (x: { indices: Int32Array } | null) => (x ? x.indices.length : 0);
+  return [
+    `${cfg.arch}: ${model.options.head} head, width /${model.options.widthDivisor}, input ${model.inputShape.join("x")}, ${model.options.numClasses} classes`,
+    `data ${cfg.data}: train ${n(s.train)}, val ${n(s.val)} (held out), test ${n(s.test)}`,
+    `SGD lr ${cfg.lr} momentum ${cfg.momentum} weight decay ${cfg.weightDecay}${cfg.nesterov ? " nesterov" : ""}, batch ${cfg.batchSize}, ${cfg.epochs} epochs, schedule ${cfg.schedule}, init ${cfg.init}, seed ${cfg.seed}`,
+    `augmentation ${JSON.stringify({ ...tf, mean: undefined, std: undefined })}`,
+  ].join("\n");
+}
