@@ -45,7 +45,8 @@ export class Schedule {
       stepSize: Math.max(1, Math.round(o.epochs / 3)),
       factor: 0.1,
       warmup: o.kind === "cosine" ? Math.min(1, o.epochs) : 0,
-      ...o,
+      // Unset fields keep their defaults (a spread would overwrite them with undefined).
+      ...(Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as ScheduleOptions),
     };
     this.state = state ?? { lr: o.lr, best: Number.NEGATIVE_INFINITY, badEpochs: 0, cuts: 0 };
   }

@@ -1,0 +1,75 @@
+/** `vgg train` / `vgg eval` end to end through the real binary, on data the test writes. */
+import assert from "node:assert/strict";
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { test } from "node:test";
+import { readSafetensors } from "../src/weights/safetensors.js";
+import { writeNpy } from "../src/weights/npy.js";
+import { Rng } from "../src/weights/init.js";
+import { assertCleanError, tmp, vgg } from "./helpers.js";
+
+/** A learnable toy set: each class is a bright square at its own position on noise. */
+async function toyData(dir: string, n: number, seed: number): Promise<string> {
+  const rng = new Rng(seed);
+  const x = new Uint8Array(n * 32 * 32);
+  const y = new BigInt64Array(n);
+  for (let i = 0; i < n; i++) {
+    const c = i % 4;
+    y[i] = BigInt(c);
+    for (let p = 0; p < 1024; p++) x[i * 1024 + p] = Math.floor(rng.next() * 60);
+    const oy = 4 + 14 * (c >> 1);
+    const ox = 4 + 14 * (c & 1);
+    for (let r = 0; r < 10; r++) for (let q = 0; q < 10; q++) x[i * 1024 + (oy + r) * 32 + ox + q] = 200;
+  }
+  await writeNpy(join(dir, `x${seed}.npy`), { dtype: "uint8", shape: [n, 1, 32, 32], data: x });
+  await writeNpy(join(dir, `y${seed}.npy`), { dtype: "int64", shape: [n], data: y });
+  return `${join(dir, `x${seed}.npy`)},${join(dir, `y${seed}.npy`)}`;
+}
+
+const COMMON = ["--arch", "vgg11_bn", "--head", "compact", "--width-divisor", "16", "--batch-size", "32", "--lr", "0.05", "--val", "64", "--no-progress", "--workers", "0"];
+
+test("train, refuse to overwrite, resume exactly, eval the checkpoint", { timeout: 240_000 }, async () => {
+  const d = tmp();
+  const data = `npy:${await toyData(d, 320, 1)};${await toyData(d, 96, 2)}`;
+  const a = join(d, "a");
+  const r1 = vgg(["train", ...COMMON, "--data", data, "--out", a, "--epochs", "2", "--schedule", "step"]);
+  assert.equal(r1.status, 0, r1.stderr);
+  assert.match(r1.stdout, /epoch 2\/2/);
+  assert.match(r1.stdout, /test top-1 accuracy/);
+  for (const f of ["metrics.jsonl", "last.safetensors", "last.optim.safetensors", "best.safetensors", "result.json"]) assert.ok(existsSync(join(a, f)), f);
+  const lines = readFileSync(join(a, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+  assert.equal(lines.length, 2);
+  assert.ok(lines[1].trainLoss < lines[0].trainLoss + 1e-9 || lines[1].val.top1 >= lines[0].val.top1, "no progress at all");
+
+  // A second run on the same directory must not clobber it.
+  const before = readFileSync(join(a, "last.safetensors"));
+  assertCleanError(vgg(["train", ...COMMON, "--data", data, "--out", a, "--epochs", "1"]), /already holds a run/);
+  assert.deepEqual(readFileSync(join(a, "last.safetensors")), before);
+
+  // The same run in two parts: one epoch, then --resume to two. Same weights, bit for bit.
+  const b = join(d, "b");
+  assert.equal(vgg(["train", ...COMMON, "--data", data, "--out", b, "--epochs", "1", "--schedule", "step"]).status, 0);
+  const r2 = vgg(["train", "--arch", "vgg11_bn", "--data", data, "--out", b, "--epochs", "2", "--resume", "--no-progress"]);
+  assert.equal(r2.status, 0, r2.stderr);
+  assert.match(r2.stdout, /resuming/);
+  const wa = readSafetensors(join(a, "last.safetensors"));
+  const wb = readSafetensors(join(b, "last.safetensors"));
+  for (const [k, t] of wa) assert.deepEqual(Buffer.from((wb.get(k)?.data as Float32Array).buffer), Buffer.from((t.data as Float32Array).buffer), k);
+
+  // eval reads the model description from the checkpoint and agrees with the trainer's own test score.
+  const result = JSON.parse(readFileSync(join(a, "result.json"), "utf8"));
+  const ev = vgg(["eval", "--weights", join(a, "best.safetensors"), "--data", data, "--json"]);
+  assert.equal(ev.status, 0, ev.stderr);
+  const s = JSON.parse(ev.stdout);
+  assert.equal(s.n, 96);
+  assert.ok(Math.abs(s.top1 - result.test.top1) < 1e-9, `${s.top1} vs ${result.test.top1}`);
+});
+
+test("train: bad flags and data give one clean line", () => {
+  const d = tmp();
+  assertCleanError(vgg(["train", "--arch", "vgg11", "--data", "npy:/nonexistent/x.npy,/nonexistent/y.npy", "--out", join(d, "r")]), /nonexistent/);
+  assertCleanError(vgg(["train", "--arch", "vgg11", "--data", "mnist", "--out", join(d, "r")]), /mnist/);
+  assertCleanError(vgg(["train", "--arch", "vgg11", "--data", "fashion-mnist", "--out", join(d, "r"), "--schedule", "linear"]), /schedule/);
+  assertCleanError(vgg(["train", "--arch", "vgg11", "--data", "fashion-mnist", "--out", join(d, "r"), "--augment", "rotate"]), /augment/);
+  assertCleanError(vgg(["train", "--arch", "vgg11", "--data", "fashion-mnist", "--out", join(d, "r"), "--resume"]), /no checkpoint to resume from/);
+});
