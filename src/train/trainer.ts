@@ -22,6 +22,7 @@ import { loadWeights } from "../weights/load.js";
 import { buildModel, type ModelOptions, type VggModel } from "../zoo/model.js";
 import { type Checkpoint, checkpointPaths, loadCheckpoint, type ModelMeta, saveCheckpoint, type TrainerState } from "./checkpoint.js";
 import { fmtTime, Progress } from "./progress.js";
+import { writeReport } from "./report.js";
 import { Schedule, type ScheduleKind } from "./schedule.js";
 
 export interface TrainConfig {
@@ -231,6 +232,8 @@ export async function train(cfgIn: TrainConfig, log: Log = (l) => console.log(l)
     seconds: (performance.now() - t0) / 1000,
   };
   writeFileSync(join(dir, "result.json"), `${JSON.stringify({ ...result, arch: cfg.arch, options: model.options, data: cfg.data }, null, 1)}\n`);
+  const report = writeReport(dir, `${cfg.arch} on ${cfg.data}`, describeRun(cfg, ds, model, trainTf), history, test, state.bestEpoch, result.seconds);
+  log(`report: ${report}`);
   return result;
 }
 
