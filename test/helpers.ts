@@ -1,5 +1,5 @@
 /** Shared test plumbing: run the real `vgg` binary, temp dirs, tolerances. */
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -16,6 +16,39 @@ export interface RunResult {
 export function vgg(args: string[], opts: { timeout?: number } = {}): RunResult {
   const r = spawnSync(process.execPath, [BIN, ...args], { encoding: "utf8", timeout: opts.timeout ?? 120_000, cwd: ROOT });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** `vgg` without blocking, so independent runs can overlap (process start-up dominates short runs). */
+export function vggAsync(args: string[], opts: { timeout?: number } = {}): Promise<RunResult> {
+  return new Promise((done, fail) => {
+    const p = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, timeout: opts.timeout ?? 120_000 });
+    let stdout = "";
+    let stderr = "";
+    p.stdout.setEncoding("utf8").on("data", (s: string) => (stdout += s));
+    p.stderr.setEncoding("utf8").on("data", (s: string) => (stderr += s));
+    p.on("error", fail);
+    p.on("close", (status) => done({ status, stdout, stderr }));
+  });
+}
+
+/** Runs `jobs` at most `width` at a time; resolves when all have finished, rejects with the first failure. */
+export async function pool<T>(jobs: (() => Promise<T>)[], width = 2): Promise<T[]> {
+  const out = new Array<T>(jobs.length);
+  let next = 0;
+  let failed: unknown;
+  const worker = async () => {
+    while (next < jobs.length && failed === undefined) {
+      const k = next++;
+      try {
+        out[k] = await jobs[k]();
+      } catch (err) {
+        failed ??= err;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(width, jobs.length) }, worker));
+  if (failed !== undefined) throw failed;
+  return out;
 }
 
 export function tmp(prefix = "vgg-test-"): string {

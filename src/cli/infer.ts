@@ -28,12 +28,20 @@ export function register(program: Command): void {
     if (x.shape.length !== 4) throw new VggError(`want a float32 NCHW array, got shape [${x.shape.join(", ")}]`, o.input);
     if (x.dtype !== "float32") throw new VggError(`want float32, got ${x.dtype}`, o.input);
     const [n, c, h, w] = x.shape;
+    if (n === 0) throw new VggError(`the batch is empty (shape [${x.shape.join(", ")}])`, o.input);
     if (h !== w) throw new VggError(`images must be square, got ${h}x${w}`, o.input);
     if (o.inChannels === undefined) o.inChannels = c;
     const tap = o.tap ?? "logits";
     let p: Predictor;
     try {
-      p = await Predictor.create(o.arch, { ...modelOptions(o, h), weights: o.weights, init: o.init, seed: o.seed, taps: [tap], threads: o.threads });
+      p = await Predictor.create(o.arch, {
+        ...modelOptions(o, h),
+        weights: o.weights,
+        init: o.init,
+        seed: o.seed,
+        taps: [tap],
+        threads: o.threads,
+      });
     } catch (err) {
       if (err instanceof VggError && !err.file && /input size/.test(err.message)) throw new VggError(err.message, o.input);
       throw err;

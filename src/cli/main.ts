@@ -5,6 +5,7 @@
 import { Command, CommanderError } from "commander";
 import { VggError } from "../errors.js";
 import { register as registerBench } from "./bench.js";
+import { register as registerConvert } from "./convert.js";
 import { register as registerEval } from "./eval.js";
 import { register as registerExport } from "./export.js";
 import { register as registerInfer } from "./infer.js";
@@ -13,7 +14,8 @@ import { register as registerSummary } from "./summary.js";
 import { register as registerTrain } from "./train.js";
 
 function fail(err: unknown): never {
-  if (err instanceof CommanderError) process.exit(err.exitCode || 1);
+  // --help and --version end in a CommanderError with exit code 0: that is success, not a failure.
+  if (err instanceof CommanderError) process.exit(err.exitCode ?? 1);
   const msg = err instanceof Error ? err.message : String(err);
   console.error(`vgg: ${msg.split("\n")[0]}`);
   if (!(err instanceof VggError) && process.env.VGG_DEBUG) console.error(err);
@@ -24,7 +26,8 @@ const program = new Command("vgg")
   .description("VGG ConvNets (Simonyan & Zisserman) compiled to ONNX and run on ONNX Runtime")
   .showSuggestionAfterError()
   .exitOverride();
-for (const r of [registerList, registerSummary, registerInfer, registerExport, registerBench, registerTrain, registerEval]) r(program);
+for (const r of [registerList, registerSummary, registerInfer, registerExport, registerConvert, registerBench, registerTrain, registerEval])
+  r(program);
 
 process.on("unhandledRejection", fail);
 try {

@@ -35,7 +35,8 @@ export interface ModelFlags {
   seed?: number;
 }
 
-export function addModelOptions(cmd: Command, archRequired = true): Command {
+/** The flags that define a model's layers and parameter shapes (no weights). */
+export function addArchOptions(cmd: Command, archRequired = true): Command {
   const arch = new Option("--arch <name>", "model, e.g. vgg16, vgg11_bn, vgg16_1x1 (see `vgg list`)");
   if (archRequired) arch.makeOptionMandatory();
   return cmd
@@ -45,7 +46,12 @@ export function addModelOptions(cmd: Command, archRequired = true): Command {
     .option("--dropout <p>", "dropout rate of fc6/fc7 (default 0.5)", float)
     .addOption(new Option("--head <kind>", "paper (7x7 pool, FC-4096 x2) or compact (global pool, one FC)").choices(["paper", "compact"]))
     .option("--width-divisor <d>", "divide every width by d (small experiments)", positiveInt)
-    .option("--config <list>", "custom feature config, e.g. 64,M,128,M,conv1-128,M")
+    .option("--config <list>", "custom feature config, e.g. 64,M,128,M,conv1-128,M");
+}
+
+/** The model flags plus where its weights come from (a file, or a seeded initialisation). */
+export function addModelOptions(cmd: Command, archRequired = true): Command {
+  return addArchOptions(cmd, archRequired)
     .option("--weights <file>", "torchvision .pth or .safetensors state_dict")
     .addOption(new Option("--init <scheme>", "initialisation when no weights are given").choices(INIT_SCHEMES).default("torchvision"))
     .option("--seed <n>", "seed for initialisation", int, 0);

@@ -3,7 +3,7 @@
  * model's dtypes. Errors name the key and both shapes, which is what tells a user they paired the wrong arch.
  */
 import { VggError } from "../errors.js";
-import { numel, shapeStr, type StateDict, type Tensor } from "../tensor.js";
+import { numel, type StateDict, shapeStr, type Tensor } from "../tensor.js";
 import { stateSpec, type VggModel } from "../zoo/model.js";
 
 function toFloat32(t: Tensor): Float32Array {
@@ -72,13 +72,20 @@ export function matchStateDict(m: VggModel, sdIn: StateDict, file?: string): Sta
     } catch (err) {
       throw new VggError(`key '${key}': ${(err as Error).message}`, file);
     }
-    if (data.length !== numel(param.shape)) throw new VggError(`key '${key}' holds ${data.length} values for shape ${shapeStr(param.shape)}`, file);
+    if (data.length !== numel(param.shape))
+      throw new VggError(`key '${key}' holds ${data.length} values for shape ${shapeStr(param.shape)}`, file);
     out.set(key, { dtype: "float32", shape: param.shape, data });
   }
   const extra = [...sd.keys()].filter((k) => !want.has(k));
   if (extra.length) {
-    const shown = extra.slice(0, 3).map((k) => `'${k}' ${shapeStr(sd.get(k)?.shape ?? [])}`).join(", ");
-    throw new VggError(`unexpected key${extra.length > 1 ? "s" : ""} ${shown}${extra.length > 3 ? ` and ${extra.length - 3} more` : ""} for ${desc}`, file);
+    const shown = extra
+      .slice(0, 3)
+      .map((k) => `'${k}' ${shapeStr(sd.get(k)?.shape ?? [])}`)
+      .join(", ");
+    throw new VggError(
+      `unexpected key${extra.length > 1 ? "s" : ""} ${shown}${extra.length > 3 ? ` and ${extra.length - 3} more` : ""} for ${desc}`,
+      file,
+    );
   }
   return out;
 }

@@ -110,7 +110,8 @@ export function readSafetensorsFile(path: string): SafetensorsFile {
       if (f.size < 8) throw new VggError(`truncated safetensors file (${f.size} bytes, no header length)`, path);
       const lenBytes = f.read(0, 8);
       const n = new DataView(lenBytes.buffer).getBigUint64(0, true);
-      if (n > BigInt(f.size - 8)) throw new VggError(`safetensors header length ${n} is past the end of the file (${f.size} bytes): truncated file?`, path);
+      if (n > BigInt(f.size - 8))
+        throw new VggError(`safetensors header length ${n} is past the end of the file (${f.size} bytes): truncated file?`, path);
       if (n > BigInt(MAX_HEADER)) throw new VggError(`safetensors header length ${n} exceeds the 100 MB limit`, path);
       const headerLen = Number(n);
       const raw = f.read(8, headerLen);

@@ -2,6 +2,8 @@
  * Table 1 of the paper as data. A number N is conv3-N (3x3, pad 1); "conv1-N" is the 1x1 convolution of
  * configuration C; "M" is the 2x2 max-pool, stride 2. LRN (A-LRN) is a flag on the arch, not a table entry.
  */
+import { VggError } from "../errors.js";
+
 export type ConfigItem = number | "M" | `conv${1 | 3}-${number}`;
 
 export const CONFIGS = {
@@ -45,8 +47,12 @@ export function archSpec(name: string): ArchSpec | undefined {
 /** A conv entry's kernel size and width, or undefined for "M". */
 export function parseItem(item: ConfigItem | string): { kernel: 1 | 3; width: number } | "M" {
   if (item === "M") return "M";
-  if (typeof item === "number") return { kernel: 3, width: item };
+  const bad = () => new VggError(`bad config entry '${item}' (want N, conv3-N, conv1-N or M, with N >= 1)`);
+  if (typeof item === "number") {
+    if (!Number.isSafeInteger(item) || item < 1) throw bad();
+    return { kernel: 3, width: item };
+  }
   const m = /^conv([13])-(\d+)$/.exec(item);
-  if (!m || !(Number(m[2]) > 0)) throw new Error(`bad config entry '${item}' (want N, conv3-N, conv1-N or M)`);
+  if (!m || !(Number(m[2]) > 0)) throw bad();
   return { kernel: Number(m[1]) as 1 | 3, width: Number(m[2]) };
 }
