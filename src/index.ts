@@ -22,3 +22,24 @@ export { loadStateDict } from "./weights/index.js";
 export { readSafetensors, writeSafetensors } from "./weights/safetensors.js";
 export { readNpy, writeNpy } from "./weights/npy.js";
 export { Predictor, type PredictorOptions } from "./predictor.js";
+export {
+  checkpointPreprocessing,
+  loadImage,
+  PRESETS,
+  presetPreprocessing,
+  preprocessImage,
+  reverseChannels,
+  resizeLikePil,
+  CAFFE_MEAN_BGR,
+  TORCHVISION_MEAN,
+  TORCHVISION_STD,
+  type PresetName,
+  type Preprocessing,
+} from "./predict/preprocess.js";
+export { predictFiles, type Prediction, type PredictOptions } from "./predict/predict.js";
+export { softmax, topK, type ClassScore } from "./predict/topk.js";
+export { featureGrid, writeGrayPng, type GrayImage } from "./predict/grid.js";
+export { expandInputs, type ExpandedInputs, type Skipped } from "./predict/inputs.js";
+export { defaultLabels, IMAGENET_CLASSES, readLabels, shortName } from "./zoo/labels.js";
+export { decodeImage } from "./data/folder.js";
+export { readModelMeta, type ModelMeta } from "./train/checkpoint.js";

@@ -10,6 +10,7 @@ import { register as registerEval } from "./eval.js";
 import { register as registerExport } from "./export.js";
 import { register as registerInfer } from "./infer.js";
 import { register as registerList } from "./list.js";
+import { register as registerPredict } from "./predict.js";
 import { register as registerSummary } from "./summary.js";
 import { register as registerTrain } from "./train.js";
 
@@ -26,7 +27,7 @@ const program = new Command("vgg")
   .description("VGG ConvNets (Simonyan & Zisserman) compiled to ONNX and run on ONNX Runtime")
   .showSuggestionAfterError()
   .exitOverride();
-for (const r of [registerList, registerSummary, registerInfer, registerExport, registerConvert, registerBench, registerTrain, registerEval])
+for (const r of [registerList, registerSummary, registerInfer, registerPredict, registerExport, registerConvert, registerBench, registerTrain, registerEval])
   r(program);
 
 process.on("unhandledRejection", fail);

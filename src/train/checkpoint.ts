@@ -6,6 +6,7 @@
  */
 import { existsSync } from "node:fs";
 import { join } from "node:path";
+import type { PresetOptions } from "../data/transforms.js";
 import { VggError } from "../errors.js";
 import type { StateDict } from "../tensor.js";
 import { readSafetensorsFile, writeSafetensors } from "../weights/safetensors.js";
@@ -20,6 +21,13 @@ export interface ModelMeta {
   /** Preprocessing the model was trained with. */
   mean: number[];
   std: number[];
+  /**
+   * The training data's channels and native size (null: images of varying size) and the preset options of the
+   * run: `presetTransforms({...data, mean, std}, preset, false)` is its evaluation transform, which `vgg predict`
+   * applies to new images. Absent in checkpoints written before it was added.
+   */
+  data?: { channels: number; size: [number, number] | null };
+  preset?: PresetOptions;
 }
 
 export interface TrainerState {

@@ -1,12 +1,20 @@
 /** RUN_DIR/report.md: what was trained, the curve, and the test result, for a person to read. */
 import { join } from "node:path";
-import { writeFileAtomic } from "../weights/atomic.js";
 import type { Scores } from "../eval/metrics.js";
+import { writeFileAtomic } from "../weights/atomic.js";
 import type { EpochMetrics } from "./trainer.js";
 
 const pct = (x: number | undefined) => (x === undefined ? "-" : (100 * x).toFixed(2));
 
-export function writeReport(dir: string, title: string, setup: string, history: EpochMetrics[], test: Scores | null, bestEpoch: number, seconds: number): string {
+export function writeReport(
+  dir: string,
+  title: string,
+  setup: string,
+  history: EpochMetrics[],
+  test: Scores | null,
+  bestEpoch: number,
+  seconds: number,
+): string {
   const rows = history.map(
     (m) =>
       `| ${m.epoch} | ${m.lr.toPrecision(3)} | ${m.trainLoss.toFixed(4)} | ${pct(m.trainTop1)} | ${m.val ? m.val.loss.toFixed(4) : "-"} | ${pct(m.val?.top1)} | ${pct(m.val?.top5)} | ${m.imagesPerSecond.toFixed(0)} |`,

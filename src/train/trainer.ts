@@ -116,7 +116,16 @@ export async function train(cfgIn: TrainConfig, log: Log = (l) => console.log(l)
   const preset = { size: inputSize, channels: inChannels, fit: cfg.fit, scale: cfg.scale, cropPadding: cfg.cropPadding, flip: cfg.flip, lighting: cfg.lighting, normalize: cfg.normalize };
   const trainTf = presetTransforms(ds, preset, true);
   const evalTf = presetTransforms(ds, preset, false);
-  const meta: ModelMeta = { arch: cfg.arch, options: model.options, labels: ds.classes, mean: trainTf.mean ?? [], std: trainTf.std ?? [] };
+  // data + preset: what `vgg predict` needs to call presetTransforms(..., false) as evaluation does here.
+  const meta: ModelMeta = {
+    arch: cfg.arch,
+    options: model.options,
+    labels: ds.classes,
+    mean: trainTf.mean ?? [],
+    std: trainTf.std ?? [],
+    data: { channels: ds.channels, size: ds.size },
+    preset,
+  };
 
   let weights: StateDict;
   let momentum: StateDict;

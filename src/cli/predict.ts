@@ -1,0 +1,175 @@
+import { mkdirSync } from "node:fs";
+import { basename, extname, join } from "node:path";
+import { type Command, Option } from "commander";
+import { VggError } from "../errors.js";
+import { featureGrid, writeGrayPng } from "../predict/grid.js";
+import { expandInputs, type Skipped } from "../predict/inputs.js";
+import { type Prediction, predictFiles } from "../predict/predict.js";
+import { checkpointPreprocessing, PRESETS, type Preprocessing, type PresetName, presetPreprocessing } from "../predict/preprocess.js";
+import { Predictor } from "../predictor.js";
+import { type ModelMeta, readModelMeta } from "../train/checkpoint.js";
+import { fsError } from "../weights/atomic.js";
+import { writeNpy } from "../weights/npy.js";
+import { defaultLabels, readLabels } from "../zoo/labels.js";
+import { addModelOptions, type ModelFlags, modelOptions, positiveInt } from "./options.js";
+
+interface PredictFlags extends Omit<ModelFlags, "arch"> {
+  arch?: string;
+  inputSize?: number;
+  preset?: PresetName;
+  top: number;
+  labels?: string;
+  json?: boolean;
+  batchSize: number;
+  tap?: string;
+  out?: string;
+  saveInput?: string;
+  threads?: number;
+}
+
+/** Model flags that a checkpoint's own description replaces (they apply with --arch only). */
+const MODEL_FLAGS: [keyof PredictFlags, string][] = [
+  ["numClasses", "--num-classes"],
+  ["inChannels", "--in-channels"],
+  ["head", "--head"],
+  ["widthDivisor", "--width-divisor"],
+  ["config", "--config"],
+  ["inputSize", "--input-size"],
+];
+
+export function register(program: Command): void {
+  addModelOptions(
+    program
+      .command("predict")
+      .description("classify image files (JPEG, PNG, WebP; directories and glob patterns too): top-k classes with probabilities")
+      .argument("<images...>", "image files, directories (their files, not sub-directories) or quoted patterns like 'imgs/*.jpg'")
+      .option("--input-size <s>", "network input size (default 224; a checkpoint's own)", positiveInt)
+      .addOption(
+        new Option(
+          "--preset <name>",
+          "preprocessing: torchvision (RGB, ImageNet mean/std) or caffe (BGR 0-255 minus mean); default: a checkpoint's own, else torchvision",
+        ).choices(PRESETS),
+      )
+      .option("--top <k>", "classes to show per image", positiveInt, 5)
+      .option("--labels <file>", "class names: one per line, or a JSON array (default: the checkpoint's, or ImageNet's for 1000 classes)")
+      .option("--json", "print JSON: [{file, top: [{index, label, probability}]}]")
+      .option("--batch-size <n>", "images per engine run", positiveInt, 8)
+      .option("--tap <names>", "also save these feature maps (comma-separated, e.g. relu1_2,pool5) as .npy and a PNG grid, in --out")
+      .option("--out <dir>", "directory for --tap outputs")
+      .option("--save-input <x.npy>", "also write the preprocessed images as one float32 NCHW .npy")
+      .option("--threads <n>", "engine threads", positiveInt),
+    false,
+  ).action(async (images: string[], o: PredictFlags) => {
+    const taps = o.tap ? unique(o.tap.split(",").map((s) => s.trim())) : [];
+    if (taps.length > 0 && !o.out) throw new VggError("--tap needs --out DIR");
+    if (o.out && taps.length === 0) throw new VggError("--out is for --tap outputs: give --tap NAME");
+
+    // Skipped files are reported as they come, but held back until an image has run: if none does, a single bad
+    // input gives just one error line.
+    const { files, skipped } = expandInputs(images);
+    const held: Skipped[] = [...skipped];
+    let ran = 0;
+    const report = (s: Skipped) => console.error(`vgg: skipped ${s.file}: ${s.reason}`);
+    const onSkip = (s: Skipped) => (ran > 0 ? report(s) : held.push(s));
+    const noneRan = () => {
+      if (held.length === 1) return new VggError(held[0].reason, held[0].file);
+      held.forEach(report);
+      return new VggError(held.length === 0 ? "no images given" : `none of the ${held.length} inputs could be read as an image`);
+    };
+    if (files.length === 0) throw noneRan();
+    if (o.out) {
+      try {
+        mkdirSync(o.out, { recursive: true });
+      } catch (err) {
+        throw fsError(o.out, err, "create");
+      }
+    }
+
+    // A checkpoint written by `vgg train` describes its model, labels and preprocessing; anything else needs --arch.
+    const meta: ModelMeta | undefined = o.weights?.endsWith(".safetensors") ? readModelMeta(o.weights) : undefined;
+    let arch = o.arch;
+    let options = modelOptions(o as ModelFlags, o.inputSize ?? 224);
+    const fromCheckpoint = !!meta && !o.arch;
+    if (fromCheckpoint && meta) {
+      const given = MODEL_FLAGS.filter(([k]) => o[k] !== undefined).map(([, f]) => f);
+      if (given.length > 0)
+        throw new VggError(`${given.join(", ")}: the checkpoint describes its model; pass --arch to define it yourself`, o.weights);
+      arch = meta.arch;
+      options = { ...meta.options };
+    }
+    if (!arch)
+      throw new VggError(
+        o.weights ? "the weights file has no model description: pass --arch" : "pass --arch NAME (and --weights FILE)",
+        o.weights,
+      );
+    const predictor = await Predictor.create(arch, {
+      ...options,
+      weights: o.weights,
+      init: o.init,
+      seed: o.seed,
+      taps: ["logits", ...taps.filter((t) => t !== "logits")],
+      threads: o.threads,
+    });
+    const model = predictor.model;
+    const [channels, size] = model.inputShape;
+    const numClasses = model.options.numClasses;
+
+    let prep: Preprocessing;
+    if (o.preset || !meta) {
+      if (channels !== 3) throw new VggError(`the ${o.preset ?? "torchvision"} preset is for 3-channel models, this one takes ${channels}`);
+      prep = presetPreprocessing(o.preset ?? "torchvision", size);
+    } else {
+      prep = checkpointPreprocessing(meta, size);
+    }
+    const labels = o.labels
+      ? readLabels(o.labels, numClasses)
+      : meta?.labels?.length === numClasses
+        ? meta.labels
+        : defaultLabels(numClasses);
+
+    const stems = new Map<string, number>();
+    const results: { file: string; top: Prediction["top"] }[] = [];
+    const inputs: Float32Array[] = [];
+    for await (const p of predictFiles(predictor, files, { preprocessing: prep, labels, top: o.top, batchSize: o.batchSize, onSkip })) {
+      if (ran++ === 0) held.splice(0).forEach(report);
+      if (o.saveInput) inputs.push(Float32Array.from(p.input));
+      if (o.out) await saveTaps(o.out, uniqueStem(p.file, stems), p, taps);
+      if (o.json) results.push({ file: p.file, top: p.top });
+      else printTop(p);
+    }
+    await predictor.release();
+    if (ran === 0) throw noneRan();
+    if (o.json) console.log(JSON.stringify(results, null, 1));
+    if (o.saveInput) {
+      const data = new Float32Array(inputs.length * inputs[0].length);
+      for (const [i, x] of inputs.entries()) data.set(x, i * x.length);
+      writeNpy(o.saveInput, { dtype: "float32", shape: [inputs.length, ...model.inputShape], data });
+    }
+  });
+}
+
+function unique(xs: string[]): string[] {
+  return [...new Set(xs.filter((x) => x !== ""))];
+}
+
+function printTop(p: Prediction): void {
+  const lines = p.top.map((t) => `  ${(100 * t.probability).toFixed(2).padStart(6)}%  ${String(t.index).padStart(4)}  ${t.label}`);
+  console.log([p.file, ...lines].join("\n"));
+}
+
+/** The file name without its extension, made unique among this run's outputs (cat, cat-2, ...). */
+function uniqueStem(file: string, seen: Map<string, number>): string {
+  const stem = basename(file, extname(file)) || basename(file);
+  const n = (seen.get(stem) ?? 0) + 1;
+  seen.set(stem, n);
+  return n === 1 ? stem : `${stem}-${n}`;
+}
+
+async function saveTaps(dir: string, stem: string, p: Prediction, taps: string[]): Promise<void> {
+  for (const tap of taps) {
+    const t = p.outputs[tap];
+    const base = join(dir, `${stem}.${tap}`);
+    writeNpy(`${base}.npy`, { dtype: "float32", shape: [1, ...t.shape], data: t.data });
+    await writeGrayPng(`${base}.png`, featureGrid(t.data as Float32Array, t.shape));
+  }
+}

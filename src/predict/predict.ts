@@ -1,0 +1,77 @@
+/**
+ * Classifying image files: decode, preprocess, batch, run, soft-max, top-k. Files that do not decode are
+ * reported through `onSkip` and left out; the rest still run.
+ */
+import { VggError } from "../errors.js";
+import type { Predictor } from "../predictor.js";
+import { numel, type Tensor } from "../tensor.js";
+import type { Skipped } from "./inputs.js";
+import { loadImage, type Preprocessing } from "./preprocess.js";
+import { type ClassScore, softmax, topK } from "./topk.js";
+
+export interface Prediction {
+  file: string;
+  top: ClassScore[];
+  /** The preprocessed input, [C, H, W] float32. */
+  input: Float32Array;
+  /** The predictor's outputs for this image (logits and any taps), batch dimension dropped. */
+  outputs: Record<string, Tensor>;
+}
+
+export interface PredictOptions {
+  preprocessing: Preprocessing;
+  /** Class names, index order (default: the indices). */
+  labels?: readonly string[];
+  /** Classes per image (default 5). */
+  top?: number;
+  /** Images per engine run (default 8). */
+  batchSize?: number;
+  onSkip?: (s: Skipped) => void;
+}
+
+function sliceOf(t: Tensor, i: number): Tensor {
+  const per = numel(t.shape.slice(1));
+  return { dtype: t.dtype, shape: t.shape.slice(1), data: (t.data as Float32Array).subarray(i * per, (i + 1) * per) };
+}
+
+/** Runs the predictor over `files`, yielding one prediction per readable image, in order. */
+export async function* predictFiles(predictor: Predictor, files: readonly string[], opts: PredictOptions): AsyncGenerator<Prediction> {
+  const batchSize = opts.batchSize ?? 8;
+  const k = opts.top ?? 5;
+  if (!predictor.taps.includes("logits")) throw new VggError("the predictor must output 'logits'");
+  const shape = predictor.model.inputShape;
+  const per = numel(shape);
+  for (let b = 0; b < files.length; b += batchSize) {
+    const chunk = files.slice(b, b + batchSize);
+    const decoded = await Promise.all(
+      chunk.map(async (file) => {
+        try {
+          return { file, img: await loadImage(file, opts.preprocessing) };
+        } catch (err) {
+          if (!(err instanceof VggError)) throw err;
+          const prefix = `${file}: `;
+          opts.onSkip?.({ file, reason: err.message.startsWith(prefix) ? err.message.slice(prefix.length) : err.message });
+          return null;
+        }
+      }),
+    );
+    const ok = decoded.filter((d) => d !== null);
+    if (ok.length === 0) continue;
+    const x = new Float32Array(ok.length * per);
+    ok.forEach((d, i) => {
+      if (d.img.data.length !== per) {
+        throw new VggError(
+          `preprocessing '${opts.preprocessing.name}' gives [${d.img.c}, ${d.img.h}, ${d.img.w}], the model takes [${shape.join(", ")}]`,
+        );
+      }
+      x.set(d.img.data as Float32Array, i * per);
+    });
+    const out = await predictor.run({ dtype: "float32", shape: [ok.length, ...shape], data: x });
+    for (let i = 0; i < ok.length; i++) {
+      const outputs: Record<string, Tensor> = {};
+      for (const [name, t] of Object.entries(out)) outputs[name] = sliceOf(t, i);
+      const probs = softmax(outputs.logits.data as Float32Array);
+      yield { file: ok[i].file, top: topK(probs, k, opts.labels), input: x.subarray(i * per, (i + 1) * per), outputs };
+    }
+  }
+}
