@@ -25,18 +25,81 @@ export function transpose(g: GraphBuilder, x: string, perm: number[], name?: str
 }
 
 /**
- * im2col of a [C, H, W, N] map for a k x k kernel with "same" padding: [C*k*k, H*W*N], row c*k*k + kh*k + kw
- * (torch's weight order, so the weight is used as a plain [O, C*k*k] matrix). The batch-innermost layout makes
- * every shifted window a slice with contiguous runs of W*N floats. For k = 1 it is a reshape.
+ * The Gather indices of im2col over a [H*W + 1]-long position axis whose last position is zero (the padding).
+ * `flip` lists the taps in reverse order (tap t reads the window offset of tap k*k-1-t): the im2col that pairs with
+ * an unflipped kernel to convolve with the flipped one.
  */
-export function im2col(g: GraphBuilder, x: string, C: number, H: number, W: number, N: number, k: number, name: string): string {
+export function im2colIndices(H: number, W: number, k: number, flip = false): number[] {
+  const p = (k - 1) / 2;
+  const idx: number[] = [];
+  for (let th = 0; th < k; th++) {
+    for (let tw = 0; tw < k; tw++) {
+      const kh = flip ? k - 1 - th : th;
+      const kw = flip ? k - 1 - tw : tw;
+      for (let h = 0; h < H; h++) {
+        for (let w = 0; w < W; w++) {
+          const hh = h + kh - p;
+          const ww = w + kw - p;
+          idx.push(hh < 0 || ww < 0 || hh >= H || ww >= W ? H * W : hh * W + ww);
+        }
+      }
+    }
+  }
+  return idx;
+}
+
+/**
+ * im2col of a [C, H, W, N] map for a k x k kernel with "same" padding: [C*k*k, H*W*N], row c*k*k + kh*k + kw
+ * (torch's weight order, so the weight is used as a plain [O, C*k*k] matrix). One Gather over the position axis
+ * of the map seen as [C, H*W, N] with one zero position appended: each gathered element is a contiguous run of N
+ * floats. (Measured against Pad + 8 Slices + Concat: 2.5-4x faster, e.g. C=256 8x8 N=128: 4.2 vs 13.7 ms.)
+ * For k = 1 it is a reshape.
+ */
+export function im2col(
+  g: GraphBuilder,
+  x: string,
+  C: number,
+  H: number,
+  W: number,
+  N: number,
+  k: number,
+  name: string,
+  flip = false,
+): string {
   if (k === 1) return reshape(g, x, [C, H * W * N], `${name}_cols`);
+  if (N < GATHER_MIN_BATCH) return im2colSlices(g, x, C, H, W, N, k, name, flip);
+  const flat = reshape(g, x, [C, H * W, N]);
+  const padded = g.op1("Pad", [flat, g.shapeConst([0, 0, 0, 0, 1, 0])], undefined, `${name}_pad`);
+  const idx = g.constant("int64", [k * k, H * W], im2colIndices(H, W, k, flip));
+  const cols = g.op1("Gather", [padded, idx], { axis: i(1) }, `${name}_im2col`);
+  return reshape(g, cols, [C * k * k, H * W * N], `${name}_cols`);
+}
+
+/**
+ * Below this batch size the Gather's runs of N floats are too short (at N = 8 a 64-channel 224x224 im2col ran at
+ * 0.6 GB/s) and im2col is Pad + shifted Slices + Concat instead, whose runs are W*N floats.
+ */
+export const GATHER_MIN_BATCH = 32;
+
+/** im2col as Pad + k*k - 1 shifted Slices (the centre tap is x) + Concat; same layout as im2col. */
+export function im2colSlices(
+  g: GraphBuilder,
+  x: string,
+  C: number,
+  H: number,
+  W: number,
+  N: number,
+  k: number,
+  name: string,
+  flip = false,
+): string {
   const p = (k - 1) / 2;
   const xp = g.op1("Pad", [x, g.shapeConst([0, p, p, 0, 0, p, p, 0])], undefined, `${name}_pad`);
   const parts: string[] = [];
-  for (let kh = 0; kh < k; kh++) {
-    for (let kw = 0; kw < k; kw++) {
-      // The centre tap is the map itself: no slice.
+  for (let th = 0; th < k; th++) {
+    for (let tw = 0; tw < k; tw++) {
+      const kh = flip ? k - 1 - th : th;
+      const kw = flip ? k - 1 - tw : tw;
       const sl =
         kh === p && kw === p
           ? x

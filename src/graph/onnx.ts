@@ -36,8 +36,8 @@ export interface NodeSpec {
 export interface ValueSpec {
   name: string;
   dtype: DType;
-  /** A number is a fixed size, a string a named free dimension (e.g. "N"). */
-  dims: (number | string)[];
+  /** A number is a fixed size, a string a named free dimension (e.g. "N"); `null`: shape not declared. */
+  dims: (number | string)[] | null;
 }
 
 export interface ModelSpec {
@@ -174,9 +174,13 @@ function nodeMsg(n: NodeSpec): Msg {
 }
 
 function valueMsg(v: ValueSpec): Msg {
-  const shape = new Msg();
-  for (const d of v.dims) shape.msg(1, typeof d === "number" ? new Msg().int(1, d).done() : new Msg().str(2, d).done());
-  const tt = new Msg().int(1, ONNX_DTYPE[v.dtype]).msg(2, shape.done()).done();
+  const tt = new Msg().int(1, ONNX_DTYPE[v.dtype]);
+  if (v.dims) {
+    const shape = new Msg();
+    for (const d of v.dims) shape.msg(1, typeof d === "number" ? new Msg().int(1, d).done() : new Msg().str(2, d).done());
+    tt.msg(2, shape.done());
+  }
+  tt.done();
   return new Msg().str(1, v.name).msg(2, new Msg().msg(1, tt).done()).done();
 }
 

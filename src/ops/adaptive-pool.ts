@@ -89,7 +89,11 @@ export const adaptivePool: OpKind<AdaptivePoolAttrs> = {
       const dx = g.op1("Expand", [g.op1("Mul", [dy, g.scalar(1 / (H * W))]), g.shapeConst([C, H, W, N])], undefined, `${name}_dx`);
       return { dx, grads: {} };
     }
-    const pt = g.initializer(`${name}.pool_matrix_t`, { dtype: "float32", shape: [H * W, n * n], data: transpose(adaptiveMatrix2d(H, W, n), n * n, H * W) });
+    const pt = g.initializer(`${name}.pool_matrix_t`, {
+      dtype: "float32",
+      shape: [H * W, n * n],
+      data: transpose(adaptiveMatrix2d(H, W, n), n * n, H * W),
+    });
     const dx = g.op1("MatMul", [pt, reshape(g, dy, [C, n * n, N])], undefined, `${name}_dx`);
     return { dx: reshape(g, dx, [C, H, W, N]), grads: {} };
   },

@@ -1,4 +1,4 @@
-import { f } from "../graph/builder.js";
+import { f, i } from "../graph/builder.js";
 import { reduce, reshape } from "../graph/emit.js";
 import { checkRank, type OpKind } from "./types.js";
 
@@ -12,9 +12,14 @@ export interface BatchNormAttrs {
 /**
  * Training mode, as PyTorch: normalise with the batch mean and biased batch variance; running_mean and running_var
  * move by `momentum` (PyTorch's sense: new = (1 - m) * old + m * batch) towards the batch mean and the UNBIASED
- * batch variance; num_batches_tracked + 1. (ONNX's BatchNormalization momentum is the weight of the old value, and
- * its training mode updates with the biased variance, so the statistics are composed here.)
- * Backward: dx = gamma * invstd * (dy - mean(dy) - xhat * mean(dy * xhat)), dgamma = sum(dy * xhat), dbeta = sum(dy).
+ * batch variance; num_batches_tracked + 1.
+ * The forward is ONNX BatchNormalization with training_mode=1 fed zero running statistics and momentum 0, so its
+ * "running" outputs are exactly the batch mean and biased variance (ONNX's momentum weighs the old value, and its
+ * running variance is the biased one: PyTorch's update is composed from those on C-vectors). One op instead of the
+ * eight passes of a composed BN (on [256, 8192]: 1.0 ms vs ~3 ms).
+ * Backward, with S1 = sum dy, S2 = sum dy*x, T = sum dy*xhat = invstd (S2 - mean S1):
+ *   dgamma = T, dbeta = S1, dx = A dy + B x + D with A = gamma invstd, B = -A invstd T / M, D = -A S1 / M - B mean
+ * (three passes over the map: the affine B x + D is a BatchNormalization in inference mode with mean 0, var 1, eps 0).
  */
 export const batchnorm: OpKind<BatchNormAttrs> = {
   outShape(a, x) {
@@ -32,35 +37,35 @@ export const batchnorm: OpKind<BatchNormAttrs> = {
   macs: () => 0,
   forward(ctx, a, x, _in, name) {
     const p = ctx.param;
-    return ctx.g.op1(
-      "BatchNormalization",
-      [x, p("weight"), p("bias"), p("running_mean"), p("running_var")],
-      { epsilon: f(a.eps) },
-      name,
-    );
+    return ctx.g.op1("BatchNormalization", [x, p("weight"), p("bias"), p("running_mean"), p("running_var")], { epsilon: f(a.eps) }, name);
   },
   trainForward(ctx, a, x, inShape, name) {
     const g = ctx.g;
     const C = a.channels;
-    const M = (inShape[1] ?? 1) * (inShape[2] ?? 1) * ctx.batch;
-    const x2 = reshape(g, x, [C, M]);
-    const mean = reduce(g, "ReduceMean", x2, [1], true, `${name}_mean`);
-    const xc = g.op1("Sub", [x2, mean], undefined, `${name}_xc`);
-    const variance = reduce(g, "ReduceMean", g.op1("Mul", [xc, xc]), [1], true, `${name}_var`);
+    const M = mapSize(inShape) * ctx.batch;
+    const x3 = reshape(g, x, [1, C, M]);
+    // ORT computes the two "running" outputs in place of these inputs, and its constant sharing merges equal
+    // initializers: fed initializers, the batch mean and variance overwrite other constants of the graph. So the
+    // inputs are two fresh runtime tensors; with momentum 0 their values (finite) do not matter.
+    const gamma = ctx.param("weight");
+    const beta = ctx.param("bias");
+    const z0 = g.op1("Sub", [gamma, gamma], undefined, `${name}_stat_in0`);
+    const z1 = g.op1("Sub", [beta, beta], undefined, `${name}_stat_in1`);
+    const [y, mean, variance] = g.op(
+      "BatchNormalization",
+      [x3, gamma, beta, z0, z1],
+      { epsilon: f(a.eps), momentum: f(0), training_mode: i(1) },
+      { outputs: [name, `${name}_mean`, `${name}_var`], name },
+    );
     const invstd = g.op1("Reciprocal", [g.op1("Sqrt", [g.op1("Add", [variance, g.scalar(a.eps)])])], undefined, `${name}_invstd`);
-    const xhat = g.op1("Mul", [xc, invstd], undefined, `${name}_xhat`);
-    const gamma = reshape(g, ctx.param("weight"), [C, 1]);
-    const beta = reshape(g, ctx.param("bias"), [C, 1]);
-    const y = g.op1("Add", [g.op1("Mul", [xhat, gamma]), beta]);
     // Running statistics (vectors of C: negligible work).
     const m = a.momentum;
-    let bmean = reshape(g, mean, [C]);
-    if (ctx.fuse?.convBias) bmean = g.op1("Add", [bmean, ctx.fuse.convBias]);
-    const unbiased = g.op1("Mul", [reshape(g, variance, [C]), g.scalar(M / Math.max(1, M - 1))]);
+    const bmean = ctx.fuse?.convBias ? g.op1("Add", [mean, ctx.fuse.convBias]) : mean;
+    const unbiased = g.op1("Mul", [variance, g.scalar(M / Math.max(1, M - 1))]);
     const ema = (old: string, cur: string) => g.op1("Add", [g.op1("Mul", [old, g.scalar(1 - m)]), g.op1("Mul", [cur, g.scalar(m)])]);
     return {
-      y: reshape(g, y, [C, ...inShape.slice(1), ctx.batch], name),
-      saved: { xhat, invstd, gamma },
+      y: reshape(g, y, [C, ...inShape.slice(1), ctx.batch]),
+      saved: { x: reshape(g, x, [C, M]), mean: reshape(g, mean, [C, 1]), invstd: reshape(g, invstd, [C, 1]) },
       state: {
         running_mean: ema(ctx.param("running_mean"), bmean),
         running_var: ema(ctx.param("running_var"), unbiased),
@@ -71,18 +76,30 @@ export const batchnorm: OpKind<BatchNormAttrs> = {
   backward(ctx, a, saved, dy, inShape, name, needDx) {
     const g = ctx.g;
     const C = a.channels;
-    const M = (inShape[1] ?? 1) * (inShape[2] ?? 1) * ctx.batch;
+    const M = mapSize(inShape) * ctx.batch;
     const dy2 = reshape(g, dy, [C, M]);
-    const dbeta = reduce(g, "ReduceSum", dy2, [1], true, `${name}_dbeta`);
-    const dgamma = reduce(g, "ReduceSum", g.op1("Mul", [dy2, saved.xhat]), [1], true, `${name}_dgamma`);
-    const grads = { weight: reshape(g, dgamma, [C]), bias: reshape(g, dbeta, [C]) };
+    const s1 = reduce(g, "ReduceSum", dy2, [1], true, `${name}_dbeta`);
+    const s2 = reduce(g, "ReduceSum", g.op1("Mul", [dy2, saved.x]), [1], true, `${name}_sum_dy_x`);
+    const t = g.op1("Mul", [g.op1("Sub", [s2, g.op1("Mul", [saved.mean, s1])]), saved.invstd], undefined, `${name}_dgamma`);
+    const grads = { weight: reshape(g, t, [C]), bias: reshape(g, s1, [C]) };
     if (!needDx) return { grads };
-    const k = g.op1("Mul", [saved.gamma, saved.invstd]);
-    const t = g.op1("Sub", [
-      g.op1("Sub", [dy2, g.op1("Mul", [dbeta, g.scalar(1 / M)])]),
-      g.op1("Mul", [saved.xhat, g.op1("Mul", [dgamma, g.scalar(1 / M)])]),
-    ]);
-    const dx = g.op1("Mul", [t, k], undefined, `${name}_dx`);
+    const gamma = reshape(g, ctx.param("weight"), [C, 1]);
+    const A = g.op1("Mul", [gamma, saved.invstd]);
+    const B = g.op1("Mul", [g.op1("Mul", [A, saved.invstd]), g.op1("Mul", [t, g.scalar(-1 / M)])]);
+    const D = g.op1("Sub", [g.op1("Mul", [A, g.op1("Mul", [s1, g.scalar(-1 / M)])]), g.op1("Mul", [B, saved.mean])]);
+    const zeros = g.initializer(`${name}_zero_mean`, { dtype: "float32", shape: [C], data: new Float32Array(C) });
+    const ones = g.initializer(`${name}_unit_var`, { dtype: "float32", shape: [C], data: new Float32Array(C).fill(1) });
+    const affine = g.op1(
+      "BatchNormalization",
+      [reshape(g, saved.x, [1, C, M]), reshape(g, B, [C]), reshape(g, D, [C]), zeros, ones],
+      { epsilon: f(0) },
+      `${name}_bx_d`,
+    );
+    const dx = g.op1("Add", [g.op1("Mul", [dy2, A]), reshape(g, affine, [C, M])], undefined, `${name}_dx`);
     return { dx: reshape(g, dx, [C, ...inShape.slice(1), ctx.batch]), grads };
   },
 };
+
+function mapSize(s: number[]): number {
+  return s.slice(1).reduce((p, d) => p * d, 1);
+}

@@ -35,8 +35,7 @@ export const lrn: OpKind<LrnAttrs> = {
   params: () => [],
   macs: () => 0,
   // ONNX requires `bias` as a FLOAT attribute even when it is 2.0.
-  forward: (ctx, a, x, _in, name) =>
-    ctx.g.op1("LRN", [x], { size: i(a.size), alpha: f(a.alpha), beta: f(a.beta), bias: f(a.k) }, name),
+  forward: (ctx, a, x, _in, name) => ctx.g.op1("LRN", [x], { size: i(a.size), alpha: f(a.alpha), beta: f(a.beta), bias: f(a.k) }, name),
   trainForward(ctx, a, x, inShape, name) {
     const g = ctx.g;
     const C = inShape[0];

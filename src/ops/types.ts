@@ -37,6 +37,10 @@ export interface TrainCtx {
   seed: string;
   /** An integer unique to the layer in its model, mixed into the seed. */
   salt: number;
+  /** How a conv is computed (the walker's choice per layer; see conv.ts). Default "im2col". */
+  convAlgo?: "im2col" | "winograd";
+  /** How a conv's weight gradient is computed. Default "im2col". */
+  convWeightGrad?: "im2col" | "winograd";
   /** Layer-pairing facts the walker knows, for fused emission. */
   fuse?: {
     /** conv: a BatchNorm follows, so the bias is left out of the GEMM (BN removes any per-channel constant); the
@@ -44,6 +48,10 @@ export interface TrainCtx {
     biasIntoBn?: boolean;
     /** batchnorm: the preceding conv's bias value, to add to the batch mean (see biasIntoBn). */
     convBias?: string;
+    /** relu: a max-pool follows and applies the ReLU after pooling (this layer is the identity). */
+    reluIntoPool?: boolean;
+    /** maxpool: the preceding ReLU was left to this layer (see reluIntoPool). */
+    reluBefore?: boolean;
   };
 }
 
