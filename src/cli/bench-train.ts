@@ -1,0 +1,36 @@
+import type { Command } from "commander";
+import { benchTrain } from "../train/bench.js";
+import { addArchOptions, type ModelFlags, modelOptions, positiveInt } from "./options.js";
+
+interface Flags extends ModelFlags {
+  batch: number;
+  inputSize: number;
+  steps: number;
+  warmup: number;
+  threads?: number;
+  profile?: string;
+  json?: boolean;
+}
+
+/** `vgg bench train`: registered under the `bench` command that bench.ts creates. */
+export function register(program: Command): void {
+  const bench = program.commands.find((c) => c.name() === "bench");
+  if (!bench) throw new Error("bench-train: register the bench command first");
+  addArchOptions(
+    bench
+      .command("train")
+      .description("training images/s over full SGD steps (forward, backward, update; data excluded)")
+      .option("--batch <n>", "batch size", positiveInt, 128)
+      .option("--input-size <s>", "square input size", positiveInt, 32)
+      .option("--steps <n>", "timed steps", positiveInt, 8)
+      .option("--warmup <n>", "untimed steps first", positiveInt, 2)
+      .option("--threads <n>", "engine threads", positiveInt)
+      .option("--profile <prefix>", "write ORT's JSON profile")
+      .option("--json", "print one JSON line"),
+  ).action(async (o: Flags) => {
+    const r = await benchTrain({ arch: o.arch, model: { ...modelOptions(o), dropout: o.dropout ?? 0 }, batch: o.batch, steps: o.steps, warmup: o.warmup, threads: o.threads, profilePrefix: o.profile });
+    if (o.json) return console.log(JSON.stringify(r));
+    console.log(`${r.arch} ${r.inputSize}x${r.inputSize} batch ${r.batch}: ${r.imagesPerSecond.toFixed(1)} img/s (best ${r.bestImagesPerSecond.toFixed(1)}), ${r.msPerStep.toFixed(0)} ms/step, ~${r.gflops.toFixed(0)} GFLOP/s`);
+    console.log(`graph build + session ${r.buildMs.toFixed(0)} ms, peak RSS ${r.peakRssMB.toFixed(0)} MB`);
+  });
+}

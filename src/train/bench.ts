@@ -1,0 +1,77 @@
+/**
+ * Training throughput of the whole step graph: full steps (forward, backward, SGD update, BN statistics) on a
+ * fixed random batch, with each step's outputs fed back as the next step's weights. Data loading is excluded.
+ */
+import { encodeTrainStep, stepFeeds } from "../graph/train-step.js";
+import { createSession } from "../runtime/ort.js";
+import { numel, type StateDict } from "../tensor.js";
+import { initWeights, Rng } from "../weights/init.js";
+import { buildModel, macCount, type ModelOptions } from "../zoo/model.js";
+import type { SgdOptions } from "./sgd.js";
+
+export interface TrainBenchOptions extends SgdOptions {
+  arch: string;
+  model: ModelOptions;
+  batch: number;
+  steps: number;
+  warmup: number;
+  threads?: number;
+  profilePrefix?: string;
+}
+
+export interface TrainBenchResult {
+  arch: string;
+  batch: number;
+  inputSize: number;
+  imagesPerSecond: number;
+  msPerStep: number;
+  bestImagesPerSecond: number;
+  /** Forward + backward is about 3x the forward's multiply-adds. */
+  gflops: number;
+  buildMs: number;
+  peakRssMB: number;
+}
+
+export async function benchTrain(o: TrainBenchOptions): Promise<TrainBenchResult> {
+  const m = buildModel(o.arch, o.model);
+  const t0 = performance.now();
+  const step = encodeTrainStep(m, { ...o, batchSize: o.batch });
+  const session = await createSession(step.bytes, { threads: o.threads, profilePrefix: o.profilePrefix });
+  const buildMs = performance.now() - t0;
+  let weights: StateDict = initWeights(m, "torchvision", 0);
+  let momentum: StateDict = new Map();
+  const rng = new Rng(1);
+  const xs = [o.batch, ...m.inputShape];
+  const x = { dtype: "float32" as const, shape: xs, data: new Float32Array(numel(xs)).map(() => rng.normal()) };
+  const y = { dtype: "int64" as const, shape: [o.batch], data: BigInt64Array.from({ length: o.batch }, (_, k) => BigInt(k % m.options.numClasses)) };
+  const times: number[] = [];
+  try {
+    for (let k = 0; k < o.warmup + o.steps; k++) {
+      const t = performance.now();
+      const r = await session.run(stepFeeds(step, weights, momentum, { x, y, lr: 0.01, seed: k }));
+      const w: StateDict = new Map();
+      const mo: StateDict = new Map();
+      for (const e of step.state) (e.kind === "momentum" ? mo : w).set(e.input, r[e.output]);
+      weights = w;
+      momentum = mo;
+      if (k >= o.warmup) times.push(performance.now() - t);
+    }
+    if (o.profilePrefix) session.endProfiling();
+  } finally {
+    await session.release();
+  }
+  const sorted = [...times].sort((a, b) => a - b);
+  const ms = sorted.length % 2 ? sorted[sorted.length >> 1] : (sorted[sorted.length / 2 - 1] + sorted[sorted.length / 2]) / 2;
+  const ips = (o.batch * 1000) / ms;
+  return {
+    arch: m.arch,
+    batch: o.batch,
+    inputSize: m.options.inputSize,
+    imagesPerSecond: ips,
+    msPerStep: ms,
+    bestImagesPerSecond: (o.batch * 1000) / sorted[0],
+    gflops: (3 * 2 * macCount(m) * ips) / 1e9,
+    buildMs,
+    peakRssMB: process.resourceUsage().maxRSS / 1024,
+  };
+}
