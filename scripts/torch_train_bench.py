@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import sys
 import time
@@ -57,7 +58,8 @@ def main() -> None:
     print(json.dumps({"engine": "pytorch", "torch": torch.__version__, "arch": a.arch, "head": a.head, "batch": a.batch,
                       "size": a.size, "threads": torch.get_num_threads(), "ms": [round(t, 1) for t in times],
                       "median_ms": round(med, 1), "img_s": round(a.batch / med * 1000, 1),
-                      "best_img_s": round(a.batch / min(times) * 1000, 1)}))
+                      "best_img_s": round(a.batch / min(times) * 1000, 1),
+                      "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}))
 
 
 if __name__ == "__main__":
