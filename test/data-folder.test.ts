@@ -198,3 +198,13 @@ test("folder loader: sharp decoding in worker threads, same as in-thread; a vani
   );
   await loader.close();
 });
+
+test("1-channel decode uses PIL's convert('L') weights, not libvips' b-w", async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vgg-grey-"));
+  const f = path.join(dir, "c.png");
+  // Saturated red, green and blue pixels: where the two luma formulas differ most.
+  const rgb = Buffer.from([255, 0, 0, 0, 255, 0, 0, 0, 255]);
+  await sharp(rgb, { raw: { width: 3, height: 1, channels: 3 } }).png().toFile(f);
+  const img = await decodeImage(f, 1);
+  assert.deepEqual(Array.from(img.data), [76, 150, 29]);
+});

@@ -32,7 +32,9 @@ export async function decodeImage(file: string, channels: number): Promise<Image
   try {
     const r = await sharp(file)
       .removeAlpha()
-      .toColourspace(channels === 3 ? "srgb" : "b-w")
+      // Always RGB: sharp's "b-w" weighs the channels differently from PIL's convert("L") (up to 48 levels apart
+      // on saturated colours), so grey is made below with PIL's ITU-R 601-2 weights.
+      .toColourspace("srgb")
       .raw({ depth: "uchar" })
       .toBuffer({ resolveWithObject: true });
     data = r.data;
@@ -42,10 +44,11 @@ export async function decodeImage(file: string, channels: number): Promise<Image
     throw new VggError(`cannot decode image: ${msg}`, file);
   }
   const { width: w, height: h } = info;
-  if (info.channels !== channels) throw new VggError(`decoded to ${info.channels} channels instead of ${channels}`, file);
+  if (info.channels !== 3) throw new VggError(`decoded to ${info.channels} channels instead of 3`, file);
   const out = new Uint8Array(channels * h * w);
   if (channels === 1) {
-    out.set(data.subarray(0, h * w));
+    // PIL: L = (R*19595 + G*38470 + B*7471 + 0x8000) >> 16
+    for (let i = 0, j = 0; i < h * w; i++, j += 3) out[i] = (data[j] * 19595 + data[j + 1] * 38470 + data[j + 2] * 7471 + 0x8000) >>> 16;
   } else {
     const plane = h * w;
     for (let i = 0, j = 0; i < plane; i++, j += 3) {
