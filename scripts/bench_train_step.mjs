@@ -4,7 +4,7 @@
 // Prints one JSON line like scripts/torch_train_bench.py.
 import { parseArgs } from "node:util";
 import { encodeModel } from "../dist/src/graph/onnx.js";
-import { buildTrainStep, stepFeeds } from "../dist/src/graph/train-step.js";
+import { buildTrainStep, stepFeeds, TRAIN_SESSION_OPTIONS } from "../dist/src/graph/train-step.js";
 import { createSession } from "../dist/src/runtime/ort.js";
 import { initWeights } from "../dist/src/weights/init.js";
 import { buildModel } from "../dist/src/zoo/model.js";
@@ -31,7 +31,7 @@ const m = buildModel(a.arch, { head: a.head, numClasses: classes, inputSize: siz
 const t0 = performance.now();
 const step = buildTrainStep(m, { batchSize: N, ...(a.opt ? JSON.parse(a.opt) : {}) });
 const bytes = encodeModel(step.spec);
-const session = await createSession(bytes, { threads: Number(a.threads), profilePrefix: a.profile });
+const session = await createSession(bytes, { ...TRAIN_SESSION_OPTIONS, threads: Number(a.threads), profilePrefix: a.profile });
 const buildMs = performance.now() - t0;
 let sd = initWeights(m, "torchvision", 0);
 let mom;
@@ -66,5 +66,6 @@ console.log(
     median_ms: Math.round(med * 10) / 10,
     img_s: Math.round((N / med) * 10000) / 10,
     best_img_s: Math.round((N / sorted[0]) * 10000) / 10,
+    peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024),
   }),
 );

@@ -33,7 +33,7 @@ const groups = [
   ["Winograd transforms and tiling", (n) => /(wino_in|wino_out|_tiles|_hwcn|_untile|wino_dy|wino_dw_sum|wino_dw_oc|wino_kernel|_wino_dw|_pad)(_\d+)?$/.test(n)],
   ["im2col gathers", (n) => /im2col/.test(n)],
   ["BatchNorm forward/backward", (n) => /^features_\d+(_bx_d|_dbeta|_sum_dy_x|_dgamma|_stat_in\d|_invstd|_dx)?(_\d+)?$/.test(n)],
-  ["max-pool (+fused ReLU)", (n) => /(pool\d|_argmax|_relu_dx|_max_rows|_max|_crop)/.test(n)],
+  ["max-pool (+fused ReLU)", (n) => /(pool\d|_argmax|_mask|_relu_dx|_max_rows|_max|_crop)/.test(n)],
   ["SGD update", (n) => /(_dp|_buf|_new)$/.test(n)],
   ["classifier, loss", (n) => /^(classifier|log_softmax|onehot|loss|dlogits|topk|correct)/.test(n)],
 ];

@@ -22,6 +22,21 @@ export { loadStateDict } from "./weights/index.js";
 export { readSafetensors, writeSafetensors } from "./weights/safetensors.js";
 export { readNpy, writeNpy } from "./weights/npy.js";
 export { Predictor, type PredictorOptions } from "./predictor.js";
+export { calibrate, lowerPrecision, PRECISIONS, type CalibrationMethod, type Precision, type PrecisionOptions } from "./precision.js";
+export {
+  activationParams,
+  calibrationGraph,
+  foldBatchNorm,
+  prepareQuantization,
+  quantizeGraph,
+  quantizeWeight,
+  toFloat16,
+  type ActivationType,
+  type CalibrationGraph,
+  type QuantizeOptions,
+  type Range,
+} from "./graph/quantize.js";
+export { floatsToHalf, floatToHalf } from "./graph/half.js";
 export {
   checkpointPreprocessing,
   loadImage,

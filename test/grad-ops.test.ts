@@ -18,6 +18,9 @@ for (const [convAlgo, convWeightGrad] of [
   ["winograd", "winograd"],
   ["winograd", "im2col"],
   ["im2col", "winograd"],
+  ["nchw", "taps"],
+  ["nchw", "im2col"],
+  ["im2col", "taps"],
 ] as const) {
   test(`grad: conv 3x3, ${convAlgo} forward and input gradient, ${convWeightGrad} weight gradient, equal to im2col`, async () => {
     const c = { kind: "conv" as const, attrs: { inC: 5, outC: 6, kernel: 3 }, inShape: [5, 6, 4], batch: 3 };
@@ -47,6 +50,18 @@ test("grad: conv 3x3 at batch 32 (im2col by Gather instead of Slices), equal to 
   for (let k = 0; k < r.y.length; k++) assert.ok(Math.abs(r.y[k] - w.y[k]) < 1e-5, `y ${k}`);
   for (const key of ["x", "weight"])
     for (let k = 0; k < r.grads[key].length; k++) assert.ok(Math.abs(r.grads[key][k] - w.grads[key][k]) < 1e-4, `${key} ${k}`);
+});
+
+test("grad: conv 3x3 and 1x1 by ORT's Conv in NCHW (odd map), tap weight gradient", async () => {
+  for (const kernel of [3, 1]) {
+    const c = { kind: "conv" as const, attrs: { inC: 4, outC: 3, kernel }, inShape: [4, 5, 3], batch: 2 };
+    const r = await gradCheck({ ...c, convAlgo: "nchw", convWeightGrad: "taps" });
+    assertWorst(r.worst);
+    const ref = await gradCheck(c, { directions: 0 });
+    for (let k = 0; k < ref.y.length; k++) assert.ok(Math.abs(r.y[k] - ref.y[k]) < 1e-5, `y ${k}`);
+    for (const key of ["x", "weight", "bias"])
+      for (let k = 0; k < ref.grads[key].length; k++) assert.ok(Math.abs(r.grads[key][k] - ref.grads[key][k]) < 1e-5, `${key} ${k}`);
+  }
 });
 
 test("grad: conv 1x1", async () => {

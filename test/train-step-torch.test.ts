@@ -46,7 +46,7 @@ function biasBeforeBn(m: ReturnType<typeof buildModel>): Map<string, string> {
   return out;
 }
 
-type Variant = { fuse: boolean; convAlgo: "auto" | "im2col" | "winograd"; label: string };
+type Variant = { fuse: boolean; convAlgo: "auto" | "im2col" | "winograd" | "nchw"; label: string };
 const variants: [Case, Variant][] = manifest.cases.map((c) => [c, { fuse: true, convAlgo: "auto", label: "" }]);
 // The unfused paths (conv bias inside the GEMM, BN statistics over it; ReLU before the pool), and every even 3x3
 // conv by Winograd (at these widths "auto" picks im2col almost everywhere).
@@ -59,6 +59,15 @@ for (const c of manifest.cases) {
 variants.push([
   manifest.cases.find((c) => c.name === "vgg11_compact_d32") as Case,
   { fuse: false, convAlgo: "winograd", label: " (not fused, Winograd)" },
+]);
+// Every conv by ORT's Conv in NCHW with the tap weight gradient (what "auto" takes from 56x56 maps up).
+for (const c of manifest.cases) {
+  if (["vgg11_bn_compact_d32", "vgg11_compact_d32", "vgg11_bn_paper_d64", "vgg16_1x1_bn_compact_d32"].includes(c.name))
+    variants.push([c, { fuse: true, convAlgo: "nchw", label: " (NCHW Conv)" }]);
+}
+variants.push([
+  manifest.cases.find((c) => c.name === "vgg11_bn_compact_d32") as Case,
+  { fuse: false, convAlgo: "nchw", label: " (not fused, NCHW Conv)" },
 ]);
 
 for (const [c, v] of variants) {

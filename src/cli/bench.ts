@@ -2,8 +2,9 @@ import type { Command } from "commander";
 import { Predictor } from "../predictor.js";
 import { float32, numel } from "../tensor.js";
 import { Rng } from "../weights/init.js";
-import { macCount } from "../zoo/model.js";
+import { buildModel, macCount } from "../zoo/model.js";
 import { addModelOptions, type ModelFlags, modelOptions, positiveInt } from "./options.js";
+import { addPrecisionOptions, calibrationPreprocessing, type PrecisionFlags, precisionOptions } from "./precision.js";
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -11,7 +12,7 @@ function median(xs: number[]): number {
   return s.length % 2 ? s[k] : (s[k - 1] + s[k]) / 2;
 }
 
-interface BenchFlags extends ModelFlags {
+interface BenchFlags extends ModelFlags, PrecisionFlags {
   batch: number;
   inputSize: number;
   iterations: number;
@@ -22,24 +23,39 @@ interface BenchFlags extends ModelFlags {
 
 export function register(program: Command): void {
   const bench = program.command("bench").description("measure throughput on this machine");
-  addModelOptions(
-    bench
-      .command("infer")
-      .description("inference images/s and GFLOP/s (weights random unless --weights)")
-      .option("--batch <n>", "batch size", positiveInt, 1)
-      .option("--input-size <s>", "square input size", positiveInt, 224)
-      .option("--iterations <n>", "timed runs", positiveInt, 10)
-      .option("--warmup <n>", "untimed runs first", positiveInt, 2)
-      .option("--threads <n>", "engine threads", positiveInt)
-      .option("--json", "print one JSON line"),
+  addPrecisionOptions(
+    addModelOptions(
+      bench
+        .command("infer")
+        .description("inference images/s and GFLOP/s (weights random unless --weights)")
+        .option("--batch <n>", "batch size", positiveInt, 1)
+        .option("--input-size <s>", "square input size", positiveInt, 224)
+        .option("--iterations <n>", "timed runs", positiveInt, 10)
+        .option("--warmup <n>", "untimed runs first", positiveInt, 2)
+        .option("--threads <n>", "engine threads", positiveInt)
+        .option("--json", "print one JSON line"),
+    ),
+    { preset: true },
   ).action(async (o: BenchFlags) => {
     const t0 = performance.now();
-    const p = await Predictor.create(o.arch, { ...modelOptions(o), weights: o.weights, init: o.init, seed: o.seed, threads: o.threads });
+    const shape0 = buildModel(o.arch, modelOptions(o)).inputShape;
+    const prec = await precisionOptions(o, o.precision, shape0, () => calibrationPreprocessing(o, shape0));
+    const p = await Predictor.create(o.arch, {
+      ...modelOptions(o),
+      ...prec,
+      weights: o.weights,
+      init: o.init,
+      seed: o.seed,
+      threads: o.threads,
+    });
     const m = p.model;
     const loadMs = performance.now() - t0;
     const shape = [o.batch, ...m.inputShape];
     const rng = new Rng(1);
-    const x = float32(shape, new Float32Array(numel(shape)).map(() => rng.normal()));
+    const x = float32(
+      shape,
+      new Float32Array(numel(shape)).map(() => rng.normal()),
+    );
     for (let k = 0; k < o.warmup; k++) await p.run(x);
     const times: number[] = [];
     for (let k = 0; k < o.iterations; k++) {
@@ -51,6 +67,7 @@ export function register(program: Command): void {
     const ips = (o.batch * 1000) / ms;
     const r = {
       arch: m.arch,
+      precision: p.precision,
       batch: o.batch,
       inputSize: m.options.inputSize,
       imagesPerSecond: ips,
@@ -61,7 +78,9 @@ export function register(program: Command): void {
     };
     if (o.json) console.log(JSON.stringify(r));
     else {
-      console.log(`${r.arch} ${r.inputSize}x${r.inputSize} batch ${r.batch}: ${ips.toFixed(2)} img/s, ${r.gflops.toFixed(1)} GFLOP/s, ${ms.toFixed(1)} ms/batch (median of ${o.iterations})`);
+      console.log(
+        `${r.arch} ${r.precision} ${r.inputSize}x${r.inputSize} batch ${r.batch}: ${ips.toFixed(2)} img/s, ${r.gflops.toFixed(1)} GFLOP/s, ${ms.toFixed(1)} ms/batch (median of ${o.iterations})`,
+      );
       console.log(`load ${loadMs.toFixed(0)} ms, peak RSS ${r.peakRssMB.toFixed(0)} MB`);
     }
     await p.release();

@@ -1,48 +1,116 @@
 import type { Command } from "commander";
+import { BatchLoader } from "../data/loader.js";
 import { openDataset } from "../data/spec.js";
 import { presetTransforms } from "../data/transforms.js";
 import { VggError } from "../errors.js";
+import { evaluateMany } from "../eval/evaluate.js";
+import { scores } from "../eval/metrics.js";
+import { checkPrecision, type Precision } from "../precision.js";
+import { checkpointPreprocessing } from "../predict/preprocess.js";
+import { Predictor } from "../predictor.js";
+import type { Tensor } from "../tensor.js";
 import { readModelMeta } from "../train/checkpoint.js";
 import { evalWeights } from "../train/trainer.js";
 import { loadWeights } from "../weights/load.js";
 import { buildModel } from "../zoo/model.js";
 import { addModelOptions, type ModelFlags, modelOptions, positiveInt } from "./options.js";
+import { addPrecisionOptions, calibrationPreprocessing, type PrecisionFlags, precisionOptions } from "./precision.js";
 
-interface EvalFlags extends ModelFlags {
+interface EvalFlags extends ModelFlags, Omit<PrecisionFlags, "precision"> {
   data: string;
   split: "test" | "val";
   inputSize?: number;
   threads?: number;
   json?: boolean;
+  precision: string;
 }
 
+const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
+
 export function register(program: Command): void {
-  addModelOptions(
-    program
-      .command("eval")
-      .description("loss, top-1 and top-5 of a model on a data split (default: test)")
-      .requiredOption("--data <spec>", "fashion-mnist[:DIR], cifar10:DIR, folder:DIR, npy:X.npy,Y.npy")
-      .option("--split <name>", "test or val", "test")
-      .option("--input-size <s>", "network input size", positiveInt)
-      .option("--threads <n>", "engine threads", positiveInt)
-      .option("--json", "print JSON"),
-    false,
+  addPrecisionOptions(
+    addModelOptions(
+      program
+        .command("eval")
+        .description("loss, top-1 and top-5 of a model on a data split (default: test), in one or more precisions")
+        .requiredOption("--data <spec>", "fashion-mnist[:DIR], cifar10:DIR, folder:DIR, npy:X.npy,Y.npy")
+        .option("--split <name>", "test or val", "test")
+        .option("--input-size <s>", "network input size", positiveInt)
+        .option("--threads <n>", "engine threads", positiveInt)
+        .option("--json", "print JSON"),
+      false,
+    ),
+    {
+      list: true,
+      preset: true,
+      calibrateHelp:
+        "int8 calibration images: train[:N] (N images, default 1000, drawn from the data's training split with the evaluation transform), a float32 NCHW .npy, or a directory/pattern of image files",
+    },
   ).action(async (o: EvalFlags) => {
     if (!o.weights) throw new VggError("eval needs --weights FILE");
+    const precisions = [...new Set(o.precision.split(",").map((p) => checkPrecision(p.trim())))];
     // A checkpoint written by `vgg train` describes its own model; a bare state_dict needs --arch and options.
     const meta = o.weights.endsWith(".safetensors") ? readModelMeta(o.weights) : undefined;
     const arch = o.arch ?? meta?.arch;
     if (!arch) throw new VggError("no model description in the file: pass --arch", o.weights);
     const options = meta && !o.arch ? { ...meta.options } : modelOptions(o, o.inputSize);
-    const ds = await openDataset(o.data, { seed: 0, val: o.split === "val" ? undefined : 0, channels: options.inChannels === 1 ? 1 : 3, stats: meta?.mean.length ? { mean: meta.mean, std: meta.std } : undefined });
+    const ds = await openDataset(o.data, {
+      seed: 0,
+      val: o.split === "val" ? undefined : 0,
+      channels: options.inChannels === 1 ? 1 : 3,
+      stats: meta?.mean.length ? { mean: meta.mean, std: meta.std } : undefined,
+    });
     const split = o.split === "val" ? ds.splits.val : ds.splits.test;
     if (!split) throw new VggError(`the data has no ${o.split} split`, o.data);
     const inputSize = options.inputSize ?? (ds.size ? Math.max(32, ds.size[0]) : 224);
-    const model = buildModel(arch, { ...options, inputSize, numClasses: options.numClasses ?? ds.classes.length, inChannels: options.inChannels ?? ds.channels });
+    const model = buildModel(arch, {
+      ...options,
+      inputSize,
+      numClasses: options.numClasses ?? ds.classes.length,
+      inChannels: options.inChannels ?? ds.channels,
+    });
     const weights = await loadWeights(model, o.weights);
     const tf = presetTransforms(ds, { size: inputSize, channels: model.options.inChannels }, false);
-    const s = await evalWeights(model, weights, split, tf, o.threads);
-    if (o.json) return console.log(JSON.stringify({ arch, split: o.split, ...s }));
-    console.log(`${arch} on ${o.data} ${o.split} (${s.n} images): top-1 ${(100 * s.top1).toFixed(2)}%  top-5 ${(100 * s.top5).toFixed(2)}%  loss ${s.loss.toFixed(4)}  (top-1 error ${(100 * s.top1Error).toFixed(2)}%, top-5 error ${(100 * s.top5Error).toFixed(2)}%)`);
+    if (precisions.length === 1 && precisions[0] === "fp32") {
+      const s = await evalWeights(model, weights, split, tf, o.threads);
+      if (o.json) return console.log(JSON.stringify({ arch, split: o.split, ...s }));
+      console.log(
+        `${arch} on ${o.data} ${o.split} (${s.n} images): top-1 ${(100 * s.top1).toFixed(2)}%  top-5 ${(100 * s.top5).toFixed(2)}%  loss ${s.loss.toFixed(4)}  (top-1 error ${(100 * s.top1Error).toFixed(2)}%, top-5 error ${(100 * s.top5Error).toFixed(2)}%)`,
+      );
+      return;
+    }
+    // Several precisions: fp32 is always run first, as the reference for agreement.
+    const order: Precision[] = ["fp32", ...precisions.filter((p) => p !== "fp32")];
+    const m = /^train(?::(\d+))?$/.exec(o.calibrate ?? "");
+    const fromTrain = m
+      ? async (): Promise<Tensor> => {
+          const count = Math.min(Number(m[1] ?? o.calibrateCount ?? 1000), ds.splits.train.indices.length);
+          const loader = new BatchLoader(ds.splits.train, { batchSize: count, shuffle: true, seed: 1, transforms: tf, workers: 0 });
+          try {
+            for await (const b of loader.epoch(0)) return { dtype: "float32", shape: [b.n, ...model.inputShape], data: b.x };
+          } finally {
+            await loader.close();
+          }
+          throw new VggError("the training split is empty", o.data);
+        }
+      : undefined;
+    const prep = () => (meta ? checkpointPreprocessing(meta, inputSize) : calibrationPreprocessing(o, model.inputShape));
+    const ps: Predictor[] = [];
+    try {
+      for (const p of order) {
+        const po = await precisionOptions({ ...o, precision: p }, p, model.inputShape, prep, fromTrain);
+        ps.push(await Predictor.fromWeights(model, weights, { ...po, threads: o.threads }));
+      }
+      const { tallies, agreement } = await evaluateMany(ps, split, tf);
+      const rows = order.map((p, i) => ({ precision: p, ...scores(tallies[i]), agreement: agreement[i] }));
+      if (o.json) return console.log(JSON.stringify({ arch, split: o.split, ...rows[0], precisions: rows }));
+      console.log(`${arch} on ${o.data} ${o.split} (${rows[0].n} images):`);
+      for (const r of rows)
+        console.log(
+          `  ${r.precision.padEnd(5)} top-1 ${pct(r.top1)}  top-5 ${pct(r.top5)}  loss ${r.loss.toFixed(4)}  top-1 agrees with fp32 on ${pct(r.agreement)}`,
+        );
+    } finally {
+      for (const p of ps) await p.release();
+    }
   });
 }

@@ -1,26 +1,37 @@
 import type { Command } from "commander";
 import { buildInferenceGraph } from "../graph/infer.js";
 import { encodeModelParts } from "../graph/onnx.js";
+import { lowerPrecision } from "../precision.js";
 import { weightsFor } from "../predictor.js";
 import { writeFileAtomic } from "../weights/atomic.js";
 import { buildModel } from "../zoo/model.js";
 import { addModelOptions, type ModelFlags, modelOptions, positiveInt } from "./options.js";
+import { addPrecisionOptions, calibrationPreprocessing, type PrecisionFlags, precisionOptions } from "./precision.js";
+
+type ExportFlags = ModelFlags & PrecisionFlags & { out: string; tap?: string; threads?: number };
 
 export function register(program: Command): void {
-  addModelOptions(
-    program
-      .command("export")
-      .description("write the model as a standalone ONNX file (weights as initializers, dynamic batch)")
-      .requiredOption("--out <model.onnx>", "output file")
-      .option("--input-size <s>", "square input size (default 224)", positiveInt)
-      .option("--tap <names>", "comma-separated outputs instead of the logits, e.g. relu2_2,relu4_3"),
-  ).action(async (o: ModelFlags & { out: string; tap?: string }) => {
+  addPrecisionOptions(
+    addModelOptions(
+      program
+        .command("export")
+        .description("write the model as a standalone ONNX file (weights as initializers, dynamic batch), in fp32, fp16 or int8")
+        .requiredOption("--out <model.onnx>", "output file")
+        .option("--input-size <s>", "square input size (default 224)", positiveInt)
+        .option("--tap <names>", "comma-separated outputs instead of the logits, e.g. relu2_2,relu4_3")
+        .option("--threads <n>", "engine threads for int8 calibration", positiveInt),
+    ),
+    { fp16Compute: true, preset: true },
+  ).action(async (o: ExportFlags) => {
     const m = buildModel(o.arch, modelOptions(o));
-    const w = await weightsFor(m, o);
-    const spec = buildInferenceGraph(m, w, { taps: o.tap ? o.tap.split(",") : undefined });
+    const p = await precisionOptions(o, o.precision, m.inputShape, () => calibrationPreprocessing(o, m.inputShape));
+    // The weights are not kept in a variable: int8 drops the float copy while it calibrates (peak memory).
+    const taps = o.tap ? o.tap.split(",") : undefined;
+    const spec = await lowerPrecision(m, buildInferenceGraph(m, await weightsFor(m, o), { taps }), p, o.threads);
     const { parts, length } = encodeModelParts(spec);
     if (length >= 2 ** 31) console.error(`vgg: warning: ${o.out} is over 2 GB, which protobuf readers refuse`);
     await writeFileAtomic(o.out, parts);
-    console.log(`wrote ${o.out} (${(length / 2 ** 20).toFixed(1)} MiB, ${m.arch}, input [N, ${m.inputShape.join(", ")}])`);
+    const prec = spec.metadata?.precision ?? "fp32";
+    console.log(`wrote ${o.out} (${(length / 2 ** 20).toFixed(1)} MiB, ${m.arch}, ${prec}, input [N, ${m.inputShape.join(", ")}])`);
   });
 }

@@ -3,9 +3,11 @@ import { VggError } from "../errors.js";
 import { Predictor } from "../predictor.js";
 import { numel, type Tensor } from "../tensor.js";
 import { readNpy, writeNpy } from "../weights/npy.js";
+import { buildModel } from "../zoo/model.js";
 import { addModelOptions, type ModelFlags, modelOptions, positiveInt } from "./options.js";
+import { addPrecisionOptions, calibrationPreprocessing, type PrecisionFlags, precisionOptions } from "./precision.js";
 
-interface InferFlags extends ModelFlags {
+interface InferFlags extends ModelFlags, PrecisionFlags {
   input: string;
   out: string;
   tap?: string;
@@ -14,15 +16,18 @@ interface InferFlags extends ModelFlags {
 }
 
 export function register(program: Command): void {
-  addModelOptions(
-    program
-      .command("infer")
-      .description("run a model on a float32 NCHW .npy batch and write the logits (or a tap) as .npy")
-      .requiredOption("--input <x.npy>", "float32 NCHW input")
-      .requiredOption("--out <y.npy>", "output file")
-      .option("--tap <name>", "output this named feature instead of the logits (relu1_1 ... relu5_4, pool1 ... pool5, fc6, fc7)")
-      .option("--batch-size <n>", "images per engine run", positiveInt, 16)
-      .option("--threads <n>", "engine threads", positiveInt),
+  addPrecisionOptions(
+    addModelOptions(
+      program
+        .command("infer")
+        .description("run a model on a float32 NCHW .npy batch and write the logits (or a tap) as .npy")
+        .requiredOption("--input <x.npy>", "float32 NCHW input")
+        .requiredOption("--out <y.npy>", "output file")
+        .option("--tap <name>", "output this named feature instead of the logits (relu1_1 ... relu5_4, pool1 ... pool5, fc6, fc7)")
+        .option("--batch-size <n>", "images per engine run", positiveInt, 16)
+        .option("--threads <n>", "engine threads", positiveInt),
+    ),
+    { preset: true },
   ).action(async (o: InferFlags) => {
     const x = await readNpy(o.input);
     if (x.shape.length !== 4) throw new VggError(`want a float32 NCHW array, got shape [${x.shape.join(", ")}]`, o.input);
@@ -34,8 +39,11 @@ export function register(program: Command): void {
     const tap = o.tap ?? "logits";
     let p: Predictor;
     try {
+      const shape = buildModel(o.arch, modelOptions(o, h)).inputShape;
+      const prec = await precisionOptions(o, o.precision, shape, () => calibrationPreprocessing(o, shape));
       p = await Predictor.create(o.arch, {
         ...modelOptions(o, h),
+        ...prec,
         weights: o.weights,
         init: o.init,
         seed: o.seed,

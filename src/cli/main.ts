@@ -5,12 +5,14 @@
 import { Command, CommanderError } from "commander";
 import { VggError } from "../errors.js";
 import { register as registerBench } from "./bench.js";
+import { register as registerBenchTrain } from "./bench-train.js";
 import { register as registerConvert } from "./convert.js";
 import { register as registerEval } from "./eval.js";
 import { register as registerExport } from "./export.js";
 import { register as registerInfer } from "./infer.js";
 import { register as registerList } from "./list.js";
 import { register as registerPredict } from "./predict.js";
+import { register as registerServeDemo } from "./serve-demo.js";
 import { register as registerSummary } from "./summary.js";
 import { register as registerTrain } from "./train.js";
 
@@ -27,7 +29,19 @@ const program = new Command("vgg")
   .description("VGG ConvNets (Simonyan & Zisserman) compiled to ONNX and run on ONNX Runtime")
   .showSuggestionAfterError()
   .exitOverride();
-for (const r of [registerList, registerSummary, registerInfer, registerPredict, registerExport, registerConvert, registerBench, registerTrain, registerEval])
+for (const r of [
+  registerList,
+  registerSummary,
+  registerInfer,
+  registerPredict,
+  registerExport,
+  registerConvert,
+  registerBench,
+  registerBenchTrain,
+  registerTrain,
+  registerEval,
+  registerServeDemo,
+])
   r(program);
 
 process.on("unhandledRejection", fail);

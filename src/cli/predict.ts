@@ -11,9 +11,11 @@ import { type ModelMeta, readModelMeta } from "../train/checkpoint.js";
 import { fsError } from "../weights/atomic.js";
 import { writeNpy } from "../weights/npy.js";
 import { defaultLabels, readLabels } from "../zoo/labels.js";
+import { buildModel } from "../zoo/model.js";
 import { addModelOptions, type ModelFlags, modelOptions, positiveInt } from "./options.js";
+import { addPrecisionOptions, type PrecisionFlags, precisionOptions } from "./precision.js";
 
-interface PredictFlags extends Omit<ModelFlags, "arch"> {
+interface PredictFlags extends Omit<ModelFlags, "arch">, PrecisionFlags {
   arch?: string;
   inputSize?: number;
   preset?: PresetName;
@@ -38,27 +40,33 @@ const MODEL_FLAGS: [keyof PredictFlags, string][] = [
 ];
 
 export function register(program: Command): void {
-  addModelOptions(
-    program
-      .command("predict")
-      .description("classify image files (JPEG, PNG, WebP; directories and glob patterns too): top-k classes with probabilities")
-      .argument("<images...>", "image files, directories (their files, not sub-directories) or quoted patterns like 'imgs/*.jpg'")
-      .option("--input-size <s>", "network input size (default 224; a checkpoint's own)", positiveInt)
-      .addOption(
-        new Option(
-          "--preset <name>",
-          "preprocessing: torchvision (RGB, ImageNet mean/std) or caffe (BGR 0-255 minus mean); default: a checkpoint's own, else torchvision",
-        ).choices(PRESETS),
-      )
-      .option("--top <k>", "classes to show per image", positiveInt, 5)
-      .option("--labels <file>", "class names: one per line, or a JSON array (default: the checkpoint's, or ImageNet's for 1000 classes)")
-      .option("--json", "print JSON: [{file, top: [{index, label, probability}]}]")
-      .option("--batch-size <n>", "images per engine run", positiveInt, 8)
-      .option("--tap <names>", "also save these feature maps (comma-separated, e.g. relu1_2,pool5) as .npy and a PNG grid, in --out")
-      .option("--out <dir>", "directory for --tap outputs")
-      .option("--save-input <x.npy>", "also write the preprocessed images as one float32 NCHW .npy")
-      .option("--threads <n>", "engine threads", positiveInt),
-    false,
+  addPrecisionOptions(
+    addModelOptions(
+      program
+        .command("predict")
+        .description("classify image files (JPEG, PNG, WebP; directories and glob patterns too): top-k classes with probabilities")
+        .argument("<images...>", "image files, directories (their files, not sub-directories) or quoted patterns like 'imgs/*.jpg'")
+        .option("--input-size <s>", "network input size (default 224; a checkpoint's own)", positiveInt)
+        .addOption(
+          new Option(
+            "--preset <name>",
+            "preprocessing: torchvision (RGB, ImageNet mean/std) or caffe (BGR 0-255 minus mean); default: a checkpoint's own, else torchvision",
+          ).choices(PRESETS),
+        )
+        .option("--top <k>", "classes to show per image", positiveInt, 5)
+        .option("--labels <file>", "class names: one per line, or a JSON array (default: the checkpoint's, or ImageNet's for 1000 classes)")
+        .option("--json", "print JSON: [{file, top: [{index, label, probability}]}]")
+        .option("--batch-size <n>", "images per engine run", positiveInt, 8)
+        .option("--tap <names>", "also save these feature maps (comma-separated, e.g. relu1_2,pool5) as .npy and a PNG grid, in --out")
+        .option("--out <dir>", "directory for --tap outputs")
+        .option("--save-input <x.npy>", "also write the preprocessed images as one float32 NCHW .npy")
+        .option("--threads <n>", "engine threads", positiveInt),
+      false,
+    ),
+    {
+      calibrateHelp:
+        "int8 calibration images: a float32 NCHW .npy preprocessed as the model's input, or a directory/pattern of image files (preprocessed as the images to classify)",
+    },
   ).action(async (images: string[], o: PredictFlags) => {
     const taps = o.tap ? unique(o.tap.split(",").map((s) => s.trim())) : [];
     if (taps.length > 0 && !o.out) throw new VggError("--tap needs --out DIR");
@@ -102,18 +110,7 @@ export function register(program: Command): void {
         o.weights ? "the weights file has no model description: pass --arch" : "pass --arch NAME (and --weights FILE)",
         o.weights,
       );
-    const predictor = await Predictor.create(arch, {
-      ...options,
-      weights: o.weights,
-      init: o.init,
-      seed: o.seed,
-      taps: ["logits", ...taps.filter((t) => t !== "logits")],
-      threads: o.threads,
-    });
-    const model = predictor.model;
-    const [channels, size] = model.inputShape;
-    const numClasses = model.options.numClasses;
-
+    const [channels, size] = buildModel(arch, options).inputShape;
     let prep: Preprocessing;
     if (o.preset || !meta) {
       if (channels !== 3) throw new VggError(`the ${o.preset ?? "torchvision"} preset is for 3-channel models, this one takes ${channels}`);
@@ -121,6 +118,18 @@ export function register(program: Command): void {
     } else {
       prep = checkpointPreprocessing(meta, size);
     }
+    const predictor = await Predictor.create(arch, {
+      ...options,
+      ...(await precisionOptions(o, o.precision, [channels, size, size], () => prep)),
+      weights: o.weights,
+      init: o.init,
+      seed: o.seed,
+      taps: ["logits", ...taps.filter((t) => t !== "logits")],
+      threads: o.threads,
+    });
+    const model = predictor.model;
+    const numClasses = model.options.numClasses;
+
     const labels = o.labels
       ? readLabels(o.labels, numClasses)
       : meta?.labels?.length === numClasses

@@ -25,6 +25,18 @@ export function transpose(g: GraphBuilder, x: string, perm: number[], name?: str
 }
 
 /**
+ * [C, H, W, N] -> [N, C, H, W] and back: both are 2-D transposes ([C*H*W, N] <-> [N, C*H*W]), emitted as such so
+ * that ORT takes its 2-D path rather than a general 4-D permutation.
+ */
+export function chwnToNchw(g: GraphBuilder, x: string, C: number, H: number, W: number, N: number, name?: string): string {
+  return reshape(g, transpose(g, reshape(g, x, [C * H * W, N]), [1, 0], name), [N, C, H, W]);
+}
+
+export function nchwToChwn(g: GraphBuilder, x: string, C: number, H: number, W: number, N: number, name?: string): string {
+  return reshape(g, transpose(g, reshape(g, x, [N, C * H * W]), [1, 0], name), [C, H, W, N]);
+}
+
+/**
  * The Gather indices of im2col over a [H*W + 1]-long position axis whose last position is zero (the padding).
  * `flip` lists the taps in reverse order (tap t reads the window offset of tap k*k-1-t): the im2col that pairs with
  * an unflipped kernel to convolve with the flipped one.

@@ -44,8 +44,8 @@ function consumerMap(nodes: readonly NodeSpec[]): Map<string, NodeSpec[]> {
   for (const n of nodes)
     for (const x of n.inputs) {
       if (!x) continue;
-      let l = m.get(x);
-      if (!l) m.set(x, (l = []));
+      const l = m.get(x) ?? [];
+      m.set(x, l);
       if (!l.includes(n)) l.push(n);
     }
   return m;
@@ -85,12 +85,12 @@ export function foldBatchNorm(spec: ModelSpec): ModelSpec {
   for (const bn of spec.nodes) {
     if (bn.opType !== "BatchNormalization" || bn.outputs.length !== 1) continue;
     const conv = producer.get(bn.inputs[0]);
-    if (!conv || conv.opType !== "Conv" || rewritten.has(conv)) continue;
+    if (conv?.opType !== "Conv" || rewritten.has(conv)) continue;
     if ((cons.get(conv.outputs[0]) ?? []).length !== 1 || outputs.has(conv.outputs[0])) continue;
     const w = inits.get(conv.inputs[1]);
     const b = conv.inputs[2] ? inits.get(conv.inputs[2]) : undefined;
     const [gamma, beta, mean, variance] = bn.inputs.slice(1, 5).map((x) => inits.get(x));
-    if (!w || w.dtype !== "float32" || (conv.inputs[2] && !b) || !gamma || !beta || !mean || !variance) continue;
+    if (w?.dtype !== "float32" || (conv.inputs[2] && !b) || !gamma || !beta || !mean || !variance) continue;
     if ((cons.get(conv.inputs[1]) ?? []).length !== 1) continue;
     const eps = floatAttr(bn, "epsilon", 1e-5);
     const O = w.shape[0];
@@ -123,15 +123,18 @@ export function foldBatchNorm(spec: ModelSpec): ModelSpec {
 // fp16
 
 /** `storage`: fp16 initializers cast to float32 at load. `compute`: the whole graph in float16 (float32 edges). */
-export function toFloat16(spec: ModelSpec, mode: "storage" | "compute", convert: (x: Float32Array) => Uint16Array, minElements = 256): ModelSpec {
-  const rename = new Map<string, string>();
+export function toFloat16(
+  spec: ModelSpec,
+  mode: "storage" | "compute",
+  convert: (x: Float32Array) => Uint16Array,
+  minElements = 256,
+): ModelSpec {
   const casts: NodeSpec[] = [];
   const initializers = spec.initializers.map(({ name, tensor }) => {
     if (tensor.dtype !== "float32" || (mode === "storage" && tensor.data.length < minElements)) return { name, tensor };
     const half: Tensor = { dtype: "float16", shape: [...tensor.shape], data: convert(tensor.data as Float32Array) };
     if (mode === "compute") return { name, tensor: half };
     const h = `${name}_fp16`;
-    rename.set(name, name);
     casts.push({ opType: "Cast", inputs: [h], outputs: [name], attrs: { to: { i: 1 } }, name: `cast_${name}` });
     return { name: h, tensor: half };
   });
@@ -172,49 +175,71 @@ const OWN_SCALE = new Set(["AveragePool", "GlobalAveragePool"]);
 
 function isCompute(n: NodeSpec, inits: Inits): boolean {
   if (!COMPUTE.has(n.opType) || !inits.has(n.inputs[1])) return false;
-  if (n.opType === "Gemm" && (intAttr(n, "transA", 0) !== 0 || floatAttr(n, "alpha", 1) !== 1 || floatAttr(n, "beta", 1) !== 1)) return false;
+  if (n.opType === "Gemm" && (intAttr(n, "transA", 0) !== 0 || floatAttr(n, "alpha", 1) !== 1 || floatAttr(n, "beta", 1) !== 1))
+    return false;
   if (n.inputs[2] && !inits.has(n.inputs[2])) return false;
   return inits.get(n.inputs[1])?.dtype === "float32";
 }
 
-function isQuantizable(n: NodeSpec, inits: Inits): boolean {
-  return isCompute(n, inits) || SAME_SCALE.has(n.opType) || OWN_SCALE.has(n.opType);
+/**
+ * Which nodes run quantized and which tensors get a QDQ pair. A tensor is a point when a quantized op reads it
+ * (as its data input). Pools and reshapes always run quantized; FCs too (QGemm may output float); a Conv only when
+ * its output (after a following ReLU) is a point: QLinearConv must end in a Q, and a Conv that cannot is left in
+ * float with its float weights (e.g. before an LRN, or the last layer of a feature extractor).
+ */
+function analysis(spec: ModelSpec, inits: Inits) {
+  const cons = consumerMap(spec.nodes);
+  const memo = new Map<NodeSpec, boolean>();
+  const isPoint = (t: string): boolean => (cons.get(t) ?? []).some((c) => c.inputs[0] === t && quantizable(c));
+  const quantizable = (n: NodeSpec): boolean => {
+    if (SAME_SCALE.has(n.opType) || OWN_SCALE.has(n.opType)) return true;
+    if (!isCompute(n, inits)) return false;
+    if (n.opType !== "Conv") return true;
+    let q = memo.get(n);
+    if (q === undefined) {
+      let o = n.outputs[0];
+      const c = cons.get(o) ?? [];
+      if (c.length === 1 && c[0].opType === "Relu") o = c[0].outputs[0];
+      q = isPoint(o);
+      memo.set(n, q);
+    }
+    return q;
+  };
+  return { cons, isPoint, quantizable };
 }
 
-/** Conv/Gemm -> Relu with nothing else reading the pre-activation: drop the Relu, the conv writes its output. */
+/** Conv/Gemm -> Relu where the Relu's output gets quantized: the Relu goes, the Q's clamp at 0 does its work. */
 function fuseRelu(spec: ModelSpec, inits: Inits): ModelSpec {
-  const cons = consumerMap(spec.nodes);
+  const { cons, isPoint, quantizable } = analysis(spec, inits);
   const outputs = new Set(spec.outputs.map((o) => o.name));
   const drop = new Set<NodeSpec>();
   const out = new Map<NodeSpec, string>();
   for (const n of spec.nodes) {
-    if (!isCompute(n, inits) || outputs.has(n.outputs[0])) continue;
+    if (!quantizable(n) || !COMPUTE.has(n.opType) || outputs.has(n.outputs[0])) continue;
     const c = cons.get(n.outputs[0]) ?? [];
-    if (c.length !== 1 || c[0].opType !== "Relu") continue;
-    // A Relu output that is a graph output and read by nothing quantized stays a float Relu (no Q clamps it).
-    const r = c[0].outputs[0];
-    if (outputs.has(r) && !(cons.get(r) ?? []).some((x) => isQuantizable(x, inits) && x.inputs[0] === r)) continue;
+    if (c.length !== 1 || c[0].opType !== "Relu" || !isPoint(c[0].outputs[0])) continue;
     drop.add(c[0]);
-    out.set(n, r);
+    out.set(n, c[0].outputs[0]);
   }
   const nodes = spec.nodes.filter((n) => !drop.has(n)).map((n) => (out.has(n) ? { ...n, outputs: [out.get(n) as string] } : n));
   return { ...spec, nodes };
 }
 
-/** Where the QDQ pairs go: every tensor a quantizable op reads; `from` names the tensor whose range it shares. */
+/** Where the QDQ pairs go. */
 export interface QuantPlan {
   /** Quantization points, in graph order, each mapped to the tensor whose calibrated range it uses. */
   points: Map<string, string>;
   /** Tensors whose ranges calibration must measure (the graph input among them, if it is a point). */
   calibrate: string[];
+  /** Nodes that run quantized. */
+  quantized: Set<NodeSpec>;
 }
 
 function planOf(spec: ModelSpec, inits: Inits): QuantPlan {
-  const cons = consumerMap(spec.nodes);
+  const { isPoint, quantizable } = analysis(spec, inits);
   const producer = new Map<string, NodeSpec>();
   for (const n of spec.nodes) for (const o of n.outputs) producer.set(o, n);
   const points = new Map<string, string>();
-  const isPoint = (t: string) => (cons.get(t) ?? []).some((c) => isQuantizable(c, inits) && c.inputs[0] === t);
   const visit = (t: string) => {
     if (!isPoint(t)) return;
     const p = producer.get(t);
@@ -224,28 +249,43 @@ function planOf(spec: ModelSpec, inits: Inits): QuantPlan {
   for (const v of spec.inputs) visit(v.name);
   for (const n of spec.nodes) for (const o of n.outputs) visit(o);
   const calibrate = [...new Set(points.values())];
-  return { points, calibrate };
+  return { points, calibrate, quantized: new Set(spec.nodes.filter(quantizable)) };
 }
 
 /** The graph the quantizer will rewrite: BN folded, ReLUs after convs/FCs absorbed. */
-function prepared(spec: ModelSpec): { spec: ModelSpec; inits: Inits } {
+function prepared(spec: ModelSpec): { spec: ModelSpec; folded: ModelSpec; inits: Inits } {
   const folded = foldBatchNorm(spec);
   const inits = initMap(folded);
-  return { spec: fuseRelu(folded, inits), inits };
+  return { spec: fuseRelu(folded, inits), folded, inits };
+}
+
+/** The float graph calibration runs, with the names of the tensors whose ranges it measures. */
+export interface CalibrationGraph {
+  /** The inference graph (BN folded) with every tensor the quantizer needs as an extra output. */
+  spec: ModelSpec;
+  /** Extra outputs to read. */
+  tensors: string[];
+  /** Graph inputs that are quantization points too: their ranges come from the data fed. */
+  inputs: string[];
 }
 
 /**
  * The float graph calibration runs: BN folded, with every tensor whose range the quantizer needs as an extra
- * output (graph inputs are not repeated: their ranges come from the data fed). Returns it with those names.
+ * output (graph inputs are not repeated: their ranges come from the data fed).
  */
-export function calibrationGraph(spec: ModelSpec): { spec: ModelSpec; tensors: string[]; inputs: string[] } {
-  const folded = foldBatchNorm(spec);
-  const plan = planOf(prepared(spec).spec, initMap(folded));
-  const inputNames = new Set(spec.inputs.map((v) => v.name));
-  const have = new Set(folded.outputs.map((o) => o.name));
-  const extra: ValueSpec[] = plan.calibrate.filter((t) => !inputNames.has(t) && !have.has(t)).map((name) => ({ name, dtype: "float32", dims: null }));
+export function calibrationGraph(spec: ModelSpec): CalibrationGraph {
+  return calibrationOf(prepared(spec));
+}
+
+function calibrationOf(p: ReturnType<typeof prepared>): CalibrationGraph {
+  const plan = planOf(p.spec, p.inits);
+  const inputNames = new Set(p.folded.inputs.map((v) => v.name));
+  const have = new Set(p.folded.outputs.map((o) => o.name));
+  const extra: ValueSpec[] = plan.calibrate
+    .filter((t) => !inputNames.has(t) && !have.has(t))
+    .map((name) => ({ name, dtype: "float32", dims: null }));
   return {
-    spec: { ...folded, outputs: [...folded.outputs, ...extra] },
+    spec: { ...p.folded, outputs: [...p.folded.outputs, ...extra] },
     tensors: plan.calibrate.filter((t) => !inputNames.has(t)),
     inputs: plan.calibrate.filter((t) => inputNames.has(t)),
   };
@@ -270,12 +310,7 @@ export function activationParams(r: Range, type: ActivationType): { scale: numbe
 }
 
 /** Symmetric int8 weights along `axis` (or one scale for all when perChannel is false). */
-export function quantizeWeight(
-  w: Tensor,
-  axis: number,
-  perChannel: boolean,
-  reduceRange: boolean,
-): { q: Int8Array; scales: Float32Array } {
+export function quantizeWeight(w: Tensor, axis: number, perChannel: boolean, reduceRange: boolean): { q: Int8Array; scales: Float32Array } {
   const data = w.data as Float32Array;
   const qmax = reduceRange ? 64 : 127;
   const C = perChannel ? w.shape[axis] : 1;
@@ -297,7 +332,7 @@ export function quantizeWeight(
     const s = scales[c];
     for (let k = start; k < start + inner; k++) {
       const v = data[k] / s + RNE - RNE;
-      q[k] = v > qmax ? qmax : v < -qmax ? -qmax : v;
+      q[k] = Math.max(-qmax, Math.min(qmax, v));
     }
   }
   return { q, scales };
@@ -308,10 +343,55 @@ export function quantizeWeight(
  * lists, graph inputs included). The result computes in int8 once ONNX Runtime fuses it.
  */
 export function quantizeGraph(spec: ModelSpec, ranges: Map<string, Range>, opts: QuantizeOptions = {}): ModelSpec {
+  return prepareQuantization(spec, opts).finish(ranges);
+  // (the calibration graph is not taken: it is garbage with the rest)
+}
+
+/**
+ * Quantization in two steps, to keep peak memory near one copy of the float weights: the weights are quantized
+ * now, and `finish` (after calibration) holds only the int8 ones. The float weights live on in the calibration
+ * graph alone (`takeCalibration`, once), which the caller hands to the engine and drops, with `spec`, before the
+ * engine loads it.
+ */
+export function prepareQuantization(
+  spec: ModelSpec,
+  opts: QuantizeOptions = {},
+): { takeCalibration(): CalibrationGraph; finish(ranges: Map<string, Range>): ModelSpec } {
   const act: ActivationType = opts.activations ?? "uint8";
   const perChannel = opts.perChannel ?? true;
-  const { spec: s, inits } = prepared(spec);
-  const plan = planOf(s, inits);
+  const p = prepared(spec);
+  const plan = planOf(p.spec, p.inits);
+  let calibration: CalibrationGraph | undefined = calibrationOf(p);
+  // Weights of the quantized Conv/Gemm nodes, in int8; their float tensors are left out of what finish() keeps.
+  const weights = new Map<string, { q: Int8Array; scales: Float32Array; shape: number[]; axis: number }>();
+  for (const n of p.spec.nodes) {
+    if (!plan.quantized.has(n) || !COMPUTE.has(n.opType)) continue;
+    const w = p.inits.get(n.inputs[1]) as Tensor;
+    const axis = n.opType === "Gemm" && intAttr(n, "transB", 0) === 0 ? 1 : 0;
+    weights.set(n.inputs[1], { ...quantizeWeight(w, axis, perChannel, opts.reduceRange ?? false), shape: [...w.shape], axis });
+  }
+  const s: ModelSpec = { ...p.spec, initializers: p.spec.initializers.filter((i) => !weights.has(i.name)) };
+  const biases = new Map(s.initializers.map((i) => [i.name, i.tensor]));
+  return {
+    takeCalibration() {
+      const c = calibration;
+      calibration = undefined;
+      if (!c) throw new Error("the calibration graph was taken already");
+      return c;
+    },
+    finish: (ranges) => finishQuantization(s, plan, weights, biases, ranges, act, perChannel),
+  };
+}
+
+function finishQuantization(
+  s: ModelSpec,
+  plan: QuantPlan,
+  weights: Map<string, { q: Int8Array; scales: Float32Array; shape: number[]; axis: number }>,
+  inits: Map<string, Tensor>,
+  ranges: Map<string, Range>,
+  act: ActivationType,
+  perChannel: boolean,
+): ModelSpec {
   const initializers = [...s.initializers];
   const add = (name: string, dtype: DType, shape: number[], data: Tensor["data"]): string => {
     initializers.push({ name, tensor: { dtype, shape, data } });
@@ -332,39 +412,46 @@ export function quantizeGraph(spec: ModelSpec, ranges: Map<string, Range>, opts:
     }
     return p;
   };
-  // A point that is also a graph output (a requested tap) is output through its DQ, so the producer still ends in
-  // a Q and fuses; its float value gets another name.
+  // A point that is also a graph output (a requested tap) is output through a DQ of its own, so the producer
+  // still ends in a Q and fuses (a DQ shared by the output and the next op keeps ORT from fusing with int8).
   const outNames = new Set(s.outputs.map((o) => o.name));
   const fl = (t: string) => (plan.points.has(t) && outNames.has(t) ? `${t}_float` : t);
-  const dq = (t: string) => (!plan.points.has(t) ? t : outNames.has(t) ? t : `${t}_dq`);
+  const dq = (t: string) => (plan.points.has(t) ? `${t}_dq` : t);
   const qdq = (t: string): NodeSpec[] => {
     const p = paramsOf(plan.points.get(t) as string);
-    return [
+    const out: NodeSpec[] = [
       { opType: "QuantizeLinear", inputs: [fl(t), p.s, p.z], outputs: [`${t}_q`], name: `q_${t}` },
       { opType: "DequantizeLinear", inputs: [`${t}_q`, p.s, p.z], outputs: [dq(t)], name: `dq_${t}` },
     ];
+    if (outNames.has(t)) out.push({ opType: "DequantizeLinear", inputs: [`${t}_q`, p.s, p.z], outputs: [t], name: `dq_out_${t}` });
+    return out;
   };
   const nodes: NodeSpec[] = [];
   for (const v of s.inputs) if (plan.points.has(v.name)) nodes.push(...qdq(v.name));
   for (const n of s.nodes) {
     const inputs = n.inputs.map(dq);
-    if (isCompute(n, inits)) {
+    const w = weights.get(n.inputs[1]);
+    if (plan.quantized.has(n) && COMPUTE.has(n.opType) && w) {
       const xs = paramsOf(plan.points.get(n.inputs[0]) as string).scale;
-      const w = inits.get(n.inputs[1]) as Tensor;
-      const axis = n.opType === "Gemm" && intAttr(n, "transB", 0) === 0 ? 1 : 0;
-      const { q, scales } = quantizeWeight(w, axis, perChannel, opts.reduceRange ?? false);
+      const { q, scales } = w;
       const C = scales.length;
       const wn = n.inputs[1];
-      add(`${wn}_quantized`, "int8", [...w.shape], q);
+      add(`${wn}_quantized`, "int8", w.shape, q);
       const wsc = add(`${wn}_scale`, "float32", perChannel ? [C] : [], scales);
       const wzp = add(`${wn}_zero_point`, "int8", perChannel ? [C] : [], new Int8Array(C));
-      const axisAttr = perChannel ? { axis: { i: axis } } : undefined;
-      nodes.push({ opType: "DequantizeLinear", inputs: [`${wn}_quantized`, wsc, wzp], outputs: [`${wn}_dq`], attrs: axisAttr, name: `dq_${wn}` });
+      const axisAttr = perChannel ? { axis: { i: w.axis } } : undefined;
+      nodes.push({
+        opType: "DequantizeLinear",
+        inputs: [`${wn}_quantized`, wsc, wzp],
+        outputs: [`${wn}_dq`],
+        attrs: axisAttr,
+        name: `dq_${wn}`,
+      });
       inputs[1] = `${wn}_dq`;
       if (n.inputs[2]) {
+        // int32 bias with scale = input scale x weight scale (what QLinearConv and QGemm add in).
         const bn = n.inputs[2];
-        const b = inits.get(bn) as Tensor;
-        const bd = b.data as Float32Array;
+        const bd = (inits.get(bn) as Tensor).data as Float32Array;
         const bs = new Float32Array(bd.length);
         const bq = new Int32Array(bd.length);
         for (let c = 0; c < bd.length; c++) {
@@ -373,7 +460,13 @@ export function quantizeGraph(spec: ModelSpec, ranges: Map<string, Range>, opts:
         }
         add(`${bn}_quantized`, "int32", [bd.length], bq);
         add(`${bn}_scale`, "float32", [bd.length], bs);
-        nodes.push({ opType: "DequantizeLinear", inputs: [`${bn}_quantized`, `${bn}_scale`], outputs: [`${bn}_dq`], attrs: { axis: { i: 0 } }, name: `dq_${bn}` });
+        nodes.push({
+          opType: "DequantizeLinear",
+          inputs: [`${bn}_quantized`, `${bn}_scale`],
+          outputs: [`${bn}_dq`],
+          attrs: { axis: { i: 0 } },
+          name: `dq_${bn}`,
+        });
         inputs[2] = `${bn}_dq`;
       }
     }

@@ -25,7 +25,7 @@ import { numel } from "../tensor.js";
 import { emitSgd, resolveSgd, type SgdOptions } from "../train/sgd.js";
 import { type Layer, stateSpec, type VggModel } from "../zoo/model.js";
 import { GraphBuilder } from "./builder.js";
-import { TRAIN_OPSET, transpose } from "./emit.js";
+import { GATHER_MIN_BATCH, TRAIN_OPSET, transpose } from "./emit.js";
 import { encodeModel, type ModelSpec } from "./onnx.js";
 
 export interface TrainStepOptions extends SgdOptions {
@@ -45,12 +45,14 @@ export interface TrainStepOptions extends SgdOptions {
    * the forward and input gradient and F(3x3, 2x2) for the weight gradient, wherever the map is even), or "auto"
    * (default): each where it measured faster (see chooseConvAlgo).
    */
-  convAlgo?: "auto" | "im2col" | "winograd";
+  convAlgo?: "auto" | "im2col" | "winograd" | "nchw";
+  /** With convAlgo "auto": maps of at least this many pixels take the "nchw" path (default NCHW_MIN_PIXELS). */
+  nchwMinPixels?: number;
 }
 
 export interface ConvChoice {
-  convAlgo: "im2col" | "winograd";
-  convWeightGrad: "im2col" | "winograd";
+  convAlgo: "im2col" | "winograd" | "nchw";
+  convWeightGrad: "im2col" | "winograd" | "taps";
 }
 
 /**
@@ -60,17 +62,38 @@ export interface ConvChoice {
  * 4.8 vs 22 (three input channels leave the tile transforms all cost and no GEMM). The Winograd weight gradient
  * wins up to 8x8 maps and loses from 16x16 (see conv.ts).
  */
-export function chooseConvAlgo(choice: TrainStepOptions["convAlgo"], layer: Layer, batch: number): ConvChoice {
+export function chooseConvAlgo(
+  choice: TrainStepOptions["convAlgo"],
+  layer: Layer,
+  batch: number,
+  nchwMinPixels = NCHW_MIN_PIXELS,
+): ConvChoice {
   const im2col: ConvChoice = { convAlgo: "im2col", convWeightGrad: "im2col" };
   if (layer.kind !== "conv") return im2col;
   const a = layer.attrs as { inC: number; kernel: number };
   const [, H, W] = layer.inShape;
+  // The tap weight gradient is nine GEMMs [O, HWN] x [HWN, C]: with few input channels they are thin (3->64 at
+  // 224x224, batch 8: 143 ms at 10 GFLOP/s), and a small im2col (at most 2^24 floats, as conv.ts keeps) is one GEMM.
+  const smallCols = a.inC * a.kernel * a.kernel * H * W * batch <= 2 ** 24;
+  const nchw: ConvChoice = { convAlgo: "nchw", convWeightGrad: smallCols && choice !== "nchw" ? "im2col" : "taps" };
+  // Below batch 32 the im2col is Pad + Slices + Concat (GATHER_MIN_BATCH): twice its 9x size at once, and slower
+  // than ORT's Conv down to 28x28 (vgg11 224x224 batch 16, forward + backward per layer: 1014 vs 1103 ms at
+  // 256->512 28x28, 1971 vs 2037 at 512->512 28x28; at 14x14 im2col won, 504 vs 646).
+  const large = H * W >= nchwMinPixels || (batch < GATHER_MIN_BATCH && H * W >= 28 * 28);
+  if (choice === "nchw" || (choice !== "im2col" && choice !== "winograd" && large)) return nchw;
   if (a.kernel !== 3 || H % 2 !== 0 || W % 2 !== 0 || choice === "im2col") return im2col;
   if (choice === "winograd") return { convAlgo: "winograd", convWeightGrad: "winograd" };
   // Winograd's batched GEMMs are [O, C] x [C, N] per tile: small batches make them small.
   const wino = a.inC >= 32 && batch >= 32;
   return { convAlgo: wino ? "winograd" : "im2col", convWeightGrad: wino && H * W <= 64 ? "winograd" : "im2col" };
 }
+
+/**
+ * From this many pixels per map up (from 28x28 below batch 32), "auto" takes ORT's own Conv in NCHW (see conv.ts):
+ * no whole-batch 9x im2col. vgg16_bn 224x224 batch 8, one step: 23.7 -> 12.1 s, 17.7 -> 6.6 GB peak RSS (with
+ * TRAIN_SESSION_OPTIONS); 32x32 graphs are left as they were.
+ */
+export const NCHW_MIN_PIXELS = 56 * 56;
 
 export interface StateEntry {
   /** Graph input name. */
@@ -90,6 +113,14 @@ export interface TrainStep {
   state: StateEntry[];
   batchSize: number;
 }
+
+/**
+ * Session options for step graphs: ORT's memory pattern off (arena kept). With the pattern, ORT allocated one planned
+ * block per run on top of the arena's regions from the first run: peak RSS, vgg11_bn 32x32 batch 128 1.7 -> 1.0 GB,
+ * vgg16_bn 224x224 batch 8 17.7 -> 6.5 GB (with the "nchw" convs), same speed. The arena off as well saved a little
+ * more (0.2-0.8 GB) but cost page faults on every large tensor: 1.35x slower steps at 32x32.
+ */
+export const TRAIN_SESSION_OPTIONS = { memPattern: false } as const;
 
 export const MOMENTUM_SUFFIX = ".momentum_buffer";
 export const NEXT_SUFFIX = ".next";
@@ -150,7 +181,7 @@ export function buildTrainStep(m: VggModel, opts: TrainStepOptions): TrainStep {
     batch: N,
     seed,
     salt: idx,
-    ...chooseConvAlgo(opts.convAlgo ?? "auto", layer, N),
+    ...chooseConvAlgo(opts.convAlgo ?? "auto", layer, N, opts.nchwMinPixels),
     param(suffix: string) {
       const key = `${layer.name}.${suffix}`;
       if (!layer.params.some((p) => p.suffix === suffix)) throw new Error(`${layer.name} has no parameter ${suffix}`);

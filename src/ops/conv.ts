@@ -1,5 +1,5 @@
-import { i, ints } from "../graph/builder.js";
-import { im2col, reduce, reshape, transpose } from "../graph/emit.js";
+import { type GraphBuilder, i, ints } from "../graph/builder.js";
+import { chwnToNchw, im2col, nchwToChwn, reduce, reshape, transpose } from "../graph/emit.js";
 import { winogradConv, winogradFromTiles, winogradKernel, winogradTiles, winogradWeightGrad } from "../graph/winograd.js";
 import { checkRank, type OpKind, type TrainForward } from "./types.js";
 
@@ -21,6 +21,15 @@ export interface ConvAttrs {
  *   512->512 at 4x4 195 vs 89, 256->256 at 8x8 183 vs 107, 512->512 at 2x2 39 vs 28; the Winograd weight gradient
  *   loses from 16x16 up (64->128 at 16x16: 236 vs 117 for the whole layer, its 64 tiles per image make 1024 small
  *   GEMMs and a large sum), so the walker keeps im2col there.
+ * - nchw (large maps: from 56x56, or 28x28 below batch 32; see chooseConvAlgo): ORT's own Conv on the map transposed
+ *   to [N, C, H, W] (a 2-D transpose each way) for the forward, and for the input gradient with the flipped,
+ *   transposed kernel; the weight gradient by nine tap GEMMs over shifted slices of x (tapWeightGrad; "im2col" when the
+ *   columns are small, e.g. the 3-channel first layer). MLAS's Conv works through a bounded per-image buffer, where the
+ *   whole-batch im2col of a 224x224 map with 64 channels is 925 MB at batch 8 (twice that while the Slices are
+ *   concatenated). vgg16_bn 224x224 batch 8: 23.7 -> 12.1 s per step, 17.7 -> 6.6 GB peak RSS (with the memory
+ *   pattern off as well). Per layer there (forward / input gradient / weight gradient, ms, 2 loaded cores): 64->64 at
+ *   224x224 355 / 353 / 516 + 146 for the slices; 512->512 at 28x28 309 / 307 / 353 + 30; at 14x14 im2col was faster.
+ *   The nchwc contrib Conv (weights reordered in-graph) measured no faster at these sizes (64->64 224: 305 vs 330 ms).
  * Alternatives measured per layer (batch 128, 2 threads; GFLOP/s of the forward): ORT's Conv with the weight as a
  * graph input (no prepacking) ran 172 at 16x16 but 38-48 at 8x8, 32 at 4x4 and 9 at 2x2, against 160-200 for the
  * whole-batch GEMM (MLAS's peak here is ~190); im2col by Pad + 8 Slices + Concat cost 2.5-4x the single Gather
@@ -56,7 +65,17 @@ export const conv: OpKind<ConvAttrs> = {
     const winoDw = ctx.convWeightGrad === "winograd";
     const saved: Record<string, string> = {};
     let y: string;
-    if (ctx.convAlgo === "winograd") {
+    if (ctx.convAlgo === "nchw") {
+      // ORT's own Conv in [N, C, H, W] (MLAS im2col in a bounded per-thread buffer, then GEMM): no 9x column
+      // matrix of the whole batch. x itself (not its NCHW copy) is kept: the tap weight gradient reads it.
+      const p = (k - 1) / 2;
+      const ins = [chwnToNchw(g, x, C, H, W, N, `${name}_to_nchw`), ctx.param("weight")];
+      if (!ctx.fuse?.biasIntoBn) ins.push(ctx.param("bias"));
+      const yn = g.op1("Conv", ins, { kernel_shape: ints([k, k]), pads: ints([p, p, p, p]), strides: ints([1, 1]) }, `${name}_conv`);
+      y = nchwToChwn(g, yn, O, H, W, N, `${name}_to_chwn`);
+      if (ctx.convWeightGrad === "winograd") saved.v = winogradTiles(g, x, C, H, W, N, name);
+      else saved.x = x;
+    } else if (ctx.convAlgo === "winograd") {
       const u = winogradKernel(g, ctx.param("weight"), O, C, false, name);
       const v = winogradTiles(g, x, C, H, W, N, name);
       y = winogradFromTiles(g, v, u, O, H, W, N, name);
@@ -73,7 +92,7 @@ export const conv: OpKind<ConvAttrs> = {
       // Keep the columns for the weight gradient when they are small; past 2^24 floats (64 MB: e.g. 64 channels at
       // 32x32, batch 128, is 75 MB) keep x and gather them again in the backward, so that large maps do not hold
       // nine copies of every activation from the forward to the backward.
-      if (winoDw || C * k * k * H * W * N > 2 ** 24) saved.x = x;
+      if (winoDw || ctx.convWeightGrad === "taps" || C * k * k * H * W * N > 2 ** 24) saved.x = x;
       else saved.cols = cols;
     }
     return { y, saved };
@@ -86,7 +105,9 @@ export const conv: OpKind<ConvAttrs> = {
     const O = a.outC;
     const dz = reshape(g, dy, [O, H * W * N]);
     let dw: string;
-    if (ctx.convWeightGrad === "winograd") {
+    if (ctx.convWeightGrad === "taps") {
+      dw = tapWeightGrad(g, saved.x, dz, C, O, H, W, N, k, name);
+    } else if (ctx.convWeightGrad === "winograd") {
       const v = saved.v ?? winogradTiles(g, saved.x, C, H, W, N, `${name}_dw`);
       dw = winogradWeightGrad(g, v, dy, C, O, H, W, N, name);
     } else {
@@ -101,7 +122,17 @@ export const conv: OpKind<ConvAttrs> = {
     if (needDx) {
       const w = ctx.param("weight");
       let dx: string;
-      if (ctx.convAlgo === "winograd") {
+      if (ctx.convAlgo === "nchw") {
+        const p = (k - 1) / 2;
+        const dyn = chwnToNchw(g, dy, O, H, W, N, `${name}_dy_nchw`);
+        const dxn = g.op1(
+          "Conv",
+          [dyn, flippedKernel(g, w, O, C, k, `${name}_wflip`)],
+          { kernel_shape: ints([k, k]), pads: ints([p, p, p, p]), strides: ints([1, 1]) },
+          `${name}_dx`,
+        );
+        dx = nchwToChwn(g, dxn, C, H, W, N, `${name}_dx_chwn`);
+      } else if (ctx.convAlgo === "winograd") {
         dx = winogradConv(g, dy, winogradKernel(g, w, O, C, true, `${name}_bwd`), O, C, H, W, N, `${name}_bwd`);
       } else if (k === 1) {
         dx = g.op1("Gemm", [reshape(g, w, [O, C]), dz], { transA: i(1) }, `${name}_dx`);
@@ -116,3 +147,56 @@ export const conv: OpKind<ConvAttrs> = {
     return out;
   },
 };
+
+/**
+ * The kernel of the input gradient as a Conv weight: w [O, C, k, k] -> [C, O, k, k] rotated by 180 degrees. The tap
+ * reversal is a GEMM with the exchange matrix (exact: one product by 1 per element; a Slice with negative steps
+ * took 6 ms on 512x512x3x3).
+ */
+export function flippedKernel(g: GraphBuilder, w: string, O: number, C: number, k: number, name: string): string {
+  const t = reshape(g, transpose(g, reshape(g, w, [O, C, k * k]), [1, 0, 2]), [C * O, k * k]);
+  if (k === 1) return reshape(g, t, [C, O, 1, 1]);
+  const j: number[] = [];
+  for (let r = 0; r < k * k; r++) for (let c = 0; c < k * k; c++) j.push(r + c === k * k - 1 ? 1 : 0);
+  const flipped = g.op1("MatMul", [t, g.constant("float32", [k * k, k * k], j)], undefined, name);
+  return reshape(g, flipped, [C, O, k, k]);
+}
+
+/**
+ * The weight gradient as one GEMM per kernel tap: dW[:, :, kh, kw] = dz [O, H*W*N] x shift(x)[C, H*W*N]^T, the
+ * shifted x a Slice of the zero-padded map. Each tap's slice is one activation-sized temporary (freed before the
+ * next), where the im2col of a 224x224 map with 64 channels is nine of them at once (925 MB at batch 8).
+ */
+export function tapWeightGrad(
+  g: GraphBuilder,
+  x: string,
+  dz: string,
+  C: number,
+  O: number,
+  H: number,
+  W: number,
+  N: number,
+  k: number,
+  name: string,
+): string {
+  if (k === 1) return reshape(g, g.op1("Gemm", [dz, reshape(g, x, [C, H * W * N])], { transB: i(1) }, `${name}_dw`), [O, C, 1, 1]);
+  const p = (k - 1) / 2;
+  const xp = g.op1("Pad", [x, g.shapeConst([0, p, p, 0, 0, p, p, 0])], undefined, `${name}_dw_pad`);
+  const taps: string[] = [];
+  for (let kh = 0; kh < k; kh++) {
+    for (let kw = 0; kw < k; kw++) {
+      const sl =
+        kh === p && kw === p
+          ? x
+          : g.op1(
+              "Slice",
+              [xp, g.shapeConst([kh, kw]), g.shapeConst([kh + H, kw + W]), g.shapeConst([1, 2])],
+              undefined,
+              `${name}_dw_shift`,
+            );
+      const t = g.op1("Gemm", [dz, reshape(g, sl, [C, H * W * N])], { transB: i(1) }, `${name}_dw_tap`);
+      taps.push(reshape(g, t, [O, C, 1]));
+    }
+  }
+  return reshape(g, g.op1("Concat", taps, { axis: i(2) }, `${name}_dw`), [O, C, k, k]);
+}

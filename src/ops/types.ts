@@ -38,9 +38,9 @@ export interface TrainCtx {
   /** An integer unique to the layer in its model, mixed into the seed. */
   salt: number;
   /** How a conv is computed (the walker's choice per layer; see conv.ts). Default "im2col". */
-  convAlgo?: "im2col" | "winograd";
+  convAlgo?: "im2col" | "winograd" | "nchw";
   /** How a conv's weight gradient is computed. Default "im2col". */
-  convWeightGrad?: "im2col" | "winograd";
+  convWeightGrad?: "im2col" | "winograd" | "taps";
   /** Layer-pairing facts the walker knows, for fused emission. */
   fuse?: {
     /** conv: a BatchNorm follows, so the bias is left out of the GEMM (BN removes any per-channel constant); the

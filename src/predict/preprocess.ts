@@ -14,71 +14,25 @@
 
 import { CIFAR10_CLASSES } from "../data/cifar.js";
 import { decodeImage } from "../data/folder.js";
-import { Rng } from "../data/rng.js";
 import { FASHION_MNIST_CLASSES } from "../data/spec.js";
-import {
-  centerCrop,
-  compileTransforms,
-  type DataStats,
-  type Image,
-  type PresetOptions,
-  presetTransforms,
-  resize,
-  scaledSize,
-  type Transform,
-  type TransformConfig,
-} from "../data/transforms.js";
+import { type DataStats, type Image, type PresetOptions, presetTransforms } from "../data/transforms.js";
 import { VggError } from "../errors.js";
 import type { ModelMeta } from "../train/checkpoint.js";
+import { type Preprocessing, preprocessImage } from "./preprocess-core.js";
 
-export const PRESETS = ["torchvision", "caffe"] as const;
-export type PresetName = (typeof PRESETS)[number];
-
-export const TORCHVISION_MEAN = [0.485, 0.456, 0.406];
-export const TORCHVISION_STD = [0.229, 0.224, 0.225];
-/** Caffe's VGG mean pixel, in BGR order, 0-255 units. */
-export const CAFFE_MEAN_BGR = [103.939, 116.779, 123.68];
-
-export interface Preprocessing {
-  /** "torchvision", "caffe" or "checkpoint". */
-  name: string;
-  /** Channels to decode to: 3 (RGB) or 1 (grayscale, as PIL's convert("L")). */
-  channels: 1 | 3;
-  /** Reverse the channel order after decoding (RGB -> BGR). */
-  bgr: boolean;
-  /** Rescale the shorter side to this, in uint8 as PIL does (two passes, rounded after each). */
-  resizeShorter?: number;
-  /** Bring the image to this native size first (cover it with an isotropic uint8 resize, then centre crop). */
-  native?: [number, number];
-  /** The rest: crop, padding, normalisation, channel replication (see data/transforms.ts). */
-  transform: TransformConfig;
-}
-
-/** torchvision's or Caffe's preprocessing for a `size` x `size` network input. */
-export function presetPreprocessing(name: PresetName, size: number): Preprocessing {
-  if (!Number.isInteger(size) || size < 1) throw new VggError(`invalid input size ${size}`);
-  const resizeShorter = Math.round((size * 256) / 224);
-  if (name === "torchvision") {
-    return {
-      name,
-      channels: 3,
-      bgr: false,
-      resizeShorter,
-      transform: { crop: size, mean: [...TORCHVISION_MEAN], std: [...TORCHVISION_STD] },
-    };
-  }
-  if (name === "caffe") {
-    // In [0, 1] units (the transforms' convention): (v/255 - m/255) / (1/255) = v - m.
-    return {
-      name,
-      channels: 3,
-      bgr: true,
-      resizeShorter,
-      transform: { crop: size, mean: CAFFE_MEAN_BGR.map((m) => m / 255), std: [1 / 255, 1 / 255, 1 / 255] },
-    };
-  }
-  throw new VggError(`unknown preset '${name}' (known: ${PRESETS.join(", ")})`);
-}
+export {
+  CAFFE_MEAN_BGR,
+  PRESETS,
+  type Preprocessing,
+  type PresetName,
+  preprocessedShape,
+  preprocessImage,
+  presetPreprocessing,
+  resizeLikePil,
+  reverseChannels,
+  TORCHVISION_MEAN,
+  TORCHVISION_STD,
+} from "./preprocess-core.js";
 
 /**
  * The data a checkpoint was trained on, as `presetTransforms` needs it. Checkpoints from before the trainer
@@ -115,72 +69,6 @@ export function checkpointPreprocessing(meta: ModelMeta, inputSize?: number): Pr
   }
   const transform = presetTransforms(stats, preset, false);
   return { name: "checkpoint", channels: stats.channels as 1 | 3, bgr: false, native: stats.size ?? undefined, transform };
-}
-
-/** Reverses the channel order (RGB <-> BGR). */
-export function reverseChannels(img: Image): Image {
-  const plane = img.h * img.w;
-  const out = img.data instanceof Uint8Array ? new Uint8Array(img.data.length) : new Float32Array(img.data.length);
-  for (let c = 0; c < img.c; c++) out.set(img.data.subarray(c * plane, (c + 1) * plane), (img.c - 1 - c) * plane);
-  return { data: out, c: img.c, h: img.h, w: img.w };
-}
-
-/**
- * PIL's Image.resize(BILINEAR) on a uint8 image: the antialiased triangle filter, horizontal pass first, each
- * pass rounded to uint8 (PIL keeps the intermediate image in the input's mode).
- */
-export function resizeLikePil(img: Image, h: number, w: number): Image {
-  let out = img;
-  if (w !== out.w) out = resize(out, out.h, w, "same");
-  if (h !== out.h) out = resize(out, h, w, "same");
-  return out;
-}
-
-/** The size of an isotropic rescale that covers h x w (torchvision's Resize(s) rule for a square target). */
-function coverSize(ih: number, iw: number, h: number, w: number): [number, number] {
-  if (h === w) return scaledSize(ih, iw, h);
-  const s = Math.max(h / ih, w / iw);
-  return [Math.max(h, Math.floor(ih * s)), Math.max(w, Math.floor(iw * s))];
-}
-
-const compiled = new WeakMap<Preprocessing, Transform>();
-const RNG = () => new Rng(0x5eed, 1, 2, 3);
-
-/** Compiles (and caches) the transform part of a preprocessing. */
-function transformOf(p: Preprocessing): Transform {
-  let t = compiled.get(p);
-  if (!t) {
-    t = compileTransforms(p.transform);
-    compiled.set(p, t);
-  }
-  return t;
-}
-
-/** Output [C, H, W] of a preprocessing for a decoded image of the given size. */
-export function preprocessedShape(p: Preprocessing, h: number, w: number): [number, number, number] {
-  let [ih, iw] = [h, w];
-  if (p.native) [ih, iw] = p.native;
-  if (p.resizeShorter) [ih, iw] = scaledSize(ih, iw, p.resizeShorter);
-  return transformOf(p).outputShape(p.channels, ih, iw);
-}
-
-/** A decoded uint8 image (in the decoding's channel order, RGB or gray) to the network's float32 CHW input. */
-export function preprocessImage(img: Image, p: Preprocessing): Image {
-  if (img.c !== p.channels) throw new VggError(`preprocessing '${p.name}' wants ${p.channels}-channel images, got ${img.c}`);
-  let x = p.bgr ? reverseChannels(img) : img;
-  if (p.native && (x.h !== p.native[0] || x.w !== p.native[1])) {
-    const [h, w] = coverSize(x.h, x.w, p.native[0], p.native[1]);
-    x = centerCrop(resizeLikePil(x, h, w), p.native[0], p.native[1]);
-  }
-  if (p.resizeShorter) {
-    const [h, w] = scaledSize(x.h, x.w, p.resizeShorter);
-    x = resizeLikePil(x, h, w);
-  }
-  const t = transformOf(p);
-  const [c, h, w] = t.outputShape(x.c, x.h, x.w);
-  const out = new Float32Array(c * h * w);
-  t.apply(x, RNG(), out, 0);
-  return { data: out, c, h, w };
 }
 
 /** Decodes an image file (JPEG, PNG, WebP, ... via sharp) and preprocesses it. */

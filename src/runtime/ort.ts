@@ -1,33 +1,13 @@
 /**
- * The one module that imports ONNX Runtime. Everything else hands it ONNX bytes and plain typed arrays.
- * (The browser build will get its own twin of this file over onnxruntime-web; the interface stays.)
+ * The one module that imports ONNX Runtime for Node. Everything else hands it ONNX bytes and plain typed arrays.
+ * Its browser twin, `ort-web.ts`, wraps onnxruntime-web behind the same `Session` interface (session.ts).
  */
 import * as ort from "onnxruntime-node";
 import { VggError } from "../errors.js";
 import type { Tensor, TypedData } from "../tensor.js";
+import type { Session, SessionOptions } from "./session.js";
 
-export interface SessionOptions {
-  /** Intra-op threads; default: all cores ORT sees. */
-  threads?: number;
-  /** Write ORT's JSON profile with this prefix. */
-  profilePrefix?: string;
-  /** ORT's graph optimisation level; default "all". */
-  optimization?: "disabled" | "basic" | "extended" | "all";
-  /** Free dims that are fixed at load time (not honoured by the Node binding; kept for the web twin). */
-  logSeverity?: 0 | 1 | 2 | 3 | 4;
-  /** Initializer bytes kept outside the protobuf, by the `location` the model names them with. */
-  externalData?: { path: string; data: Uint8Array }[];
-}
-
-export interface Session {
-  readonly inputNames: readonly string[];
-  readonly outputNames: readonly string[];
-  /** Run with the given feeds; returns the requested outputs (all by default) as host tensors. */
-  run(feeds: Record<string, Tensor>, outputs?: readonly string[]): Promise<Record<string, Tensor>>;
-  /** Stop profiling and return the profile file's path. */
-  endProfiling(): string | undefined;
-  release(): Promise<void>;
-}
+export type { Session, SessionOptions };
 
 const ORT_TYPE: Record<string, ort.Tensor.Type> = {
   float32: "float32",
@@ -59,6 +39,9 @@ export async function createSession(model: Uint8Array | string, opts: SessionOpt
   };
   if (opts.threads) o.intraOpNumThreads = opts.threads;
   if (opts.externalData) o.externalData = opts.externalData;
+  if (opts.freeDimensions) o.freeDimensionOverrides = opts.freeDimensions;
+  if (opts.memPattern !== undefined) o.enableMemPattern = opts.memPattern;
+  if (opts.memArena !== undefined) o.enableCpuMemArena = opts.memArena;
   if (opts.profilePrefix) {
     o.enableProfiling = true;
     o.profileFilePrefix = opts.profilePrefix;

@@ -2,11 +2,11 @@
  * Training throughput of the whole step graph: full steps (forward, backward, SGD update, BN statistics) on a
  * fixed random batch, with each step's outputs fed back as the next step's weights. Data loading is excluded.
  */
-import { encodeTrainStep, stepFeeds } from "../graph/train-step.js";
+import { encodeTrainStep, stepFeeds, TRAIN_SESSION_OPTIONS } from "../graph/train-step.js";
 import { createSession } from "../runtime/ort.js";
 import { numel, type StateDict } from "../tensor.js";
 import { initWeights, Rng } from "../weights/init.js";
-import { buildModel, macCount, type ModelOptions } from "../zoo/model.js";
+import { buildModel, type ModelOptions, macCount } from "../zoo/model.js";
 import type { SgdOptions } from "./sgd.js";
 
 export interface TrainBenchOptions extends SgdOptions {
@@ -36,14 +36,18 @@ export async function benchTrain(o: TrainBenchOptions): Promise<TrainBenchResult
   const m = buildModel(o.arch, o.model);
   const t0 = performance.now();
   const step = encodeTrainStep(m, { ...o, batchSize: o.batch });
-  const session = await createSession(step.bytes, { threads: o.threads, profilePrefix: o.profilePrefix });
+  const session = await createSession(step.bytes, { ...TRAIN_SESSION_OPTIONS, threads: o.threads, profilePrefix: o.profilePrefix });
   const buildMs = performance.now() - t0;
   let weights: StateDict = initWeights(m, "torchvision", 0);
   let momentum: StateDict = new Map();
   const rng = new Rng(1);
   const xs = [o.batch, ...m.inputShape];
   const x = { dtype: "float32" as const, shape: xs, data: new Float32Array(numel(xs)).map(() => rng.normal()) };
-  const y = { dtype: "int64" as const, shape: [o.batch], data: BigInt64Array.from({ length: o.batch }, (_, k) => BigInt(k % m.options.numClasses)) };
+  const y = {
+    dtype: "int64" as const,
+    shape: [o.batch],
+    data: BigInt64Array.from({ length: o.batch }, (_, k) => BigInt(k % m.options.numClasses)),
+  };
   const times: number[] = [];
   try {
     for (let k = 0; k < o.warmup + o.steps; k++) {

@@ -13,7 +13,7 @@ import { VggError } from "../errors.js";
 import { evaluate } from "../eval/evaluate.js";
 import { type Scores, scores } from "../eval/metrics.js";
 import { hash32 } from "../graph/emit.js";
-import { encodeTrainStep, stepFeeds, zeroMomentum } from "../graph/train-step.js";
+import { encodeTrainStep, stepFeeds, TRAIN_SESSION_OPTIONS, zeroMomentum } from "../graph/train-step.js";
 import { Predictor } from "../predictor.js";
 import { createSession } from "../runtime/ort.js";
 import type { StateDict } from "../tensor.js";
@@ -148,7 +148,7 @@ export async function train(cfgIn: TrainConfig, log: Log = (l) => console.log(l)
   writeFileSync(join(dir, "metrics.jsonl"), history.map((e) => `${JSON.stringify(e)}\n`).join(""));
 
   const step = encodeTrainStep(model, { ...sgd, batchSize: cfg.batchSize, labelSmoothing: cfg.labelSmoothing });
-  const session = await createSession(step.bytes, { threads: cfg.threads });
+  const session = await createSession(step.bytes, { ...TRAIN_SESSION_OPTIONS, threads: cfg.threads });
   const loader = new BatchLoader(ds.splits.train, { batchSize: cfg.batchSize, shuffle: cfg.shuffle, dropLast: true, transforms: trainTf, seed: cfg.seed, workers: cfg.workers });
   const perEpoch = loader.batchesPerEpoch;
   const recent: number[] = [];

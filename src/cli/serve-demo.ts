@@ -1,0 +1,65 @@
+import * as fs from "node:fs";
+import { type Command, Option } from "commander";
+import { VggError } from "../errors.js";
+import { PRESETS, type PresetName } from "../predict/preprocess.js";
+import { createDemoServer, describeDemoModel, listen } from "../serve/demo.js";
+import { int } from "./options.js";
+
+interface ServeFlags {
+  model?: string;
+  port: number;
+  host: string;
+  labels?: string;
+  preset?: PresetName;
+  checkpoint?: string;
+}
+
+const HOW_TO =
+  "no model given: export one with both logits and a feature tap, e.g.\n" +
+  "  vgg export --arch vgg11_bn --width-divisor 16 --num-classes 10 --tap relu1_1,logits --out demo.onnx\n" +
+  "  (or --arch vgg16 --weights vgg16-397923af.pth --tap relu1_2,logits for ImageNet's classes)\n" +
+  "then: vgg serve-demo --model demo.onnx";
+
+function port(v: string): number {
+  const n = int(v);
+  if (n < 0 || n > 65535) throw new VggError(`--port ${v}: want 0-65535 (0: any free port)`);
+  return n;
+}
+
+export function register(program: Command): void {
+  program
+    .command("serve-demo")
+    .description("serve the browser demo (onnxruntime-web: WebGPU or WASM) with a model exported by `vgg export`")
+    .option("--model <file.onnx>", "the model to run in the page (exported with --tap NAME,logits to also see a feature map)")
+    .option("--port <p>", "port (0: any free port)", port, 8080)
+    .option("--host <addr>", "address to bind", "127.0.0.1")
+    .option("--labels <file>", "class names: one per line, or a JSON array (default: the model's, ImageNet's for 1000 classes, or indices)")
+    .addOption(new Option("--preset <name>", "preprocessing (default: the model's, else torchvision)").choices(PRESETS))
+    .option("--checkpoint <file.safetensors>", "the `vgg train` checkpoint the model was exported from: its labels and preprocessing")
+    .action(async (o: ServeFlags) => {
+      if (!o.model) {
+        // A usage error whose message is the recipe: several lines, no stack, exit status 1.
+        console.error(`vgg: ${HOW_TO}`);
+        process.exitCode = 1;
+        return;
+      }
+      if (!fs.existsSync(o.model)) throw new VggError("no such file", o.model);
+      const info = describeDemoModel(o.model, { labels: o.labels, preset: o.preset, checkpoint: o.checkpoint });
+      const server = createDemoServer({ model: o.model, info });
+      const url = await listen(server, o.port, o.host);
+      const stop = () => {
+        server.close(() => process.exit(0));
+        server.closeAllConnections();
+      };
+      process.once("SIGINT", stop);
+      process.once("SIGTERM", stop);
+      const mib = (info.bytes / 2 ** 20).toFixed(1);
+      const taps = info.taps.length ? `, taps ${info.taps.map((t) => t.name).join(", ")}` : ", no feature tap";
+      if (info.bytes > 256 * 2 ** 20) {
+        console.error(
+          `vgg: warning: ${mib} MiB is heavy for a browser tab (the page holds it and ORT copies it); a smaller model, e.g. --width-divisor or --head compact, loads faster`,
+        );
+      }
+      console.log(`serving ${info.name} (${info.arch ?? "model"}, ${mib} MiB, ${info.logits.classes} classes${taps}) at ${url}`);
+    });
+}

@@ -1,0 +1,34 @@
+/**
+ * The engine interface, shared by the two ONNX Runtime wrappers: `ort.ts` (onnxruntime-node, used by everything in
+ * Node) and `ort-web.ts` (onnxruntime-web, used by the browser demo). Nothing here imports ONNX Runtime.
+ */
+import type { Tensor } from "../tensor.js";
+
+export interface SessionOptions {
+  /** Intra-op threads; default: all cores ORT sees (the web twin: the WASM thread count, set once per page). */
+  threads?: number;
+  /** Write ORT's JSON profile with this prefix (Node only). */
+  profilePrefix?: string;
+  /** ORT's graph optimisation level; default "all". */
+  optimization?: "disabled" | "basic" | "extended" | "all";
+  logSeverity?: 0 | 1 | 2 | 3 | 4;
+  /** Initializer bytes kept outside the protobuf, by the `location` the model names them with. */
+  externalData?: { path: string; data: Uint8Array }[];
+  /** Free dims fixed at load time, e.g. {N: 1} (honoured by onnxruntime-web; the Node binding ignores it). */
+  freeDimensions?: Record<string, number>;
+  /** ORT's memory pattern (one planned block per run; default on). Off for training steps: with the arena it kept
+   * the first run's tensors and the planned block both (vgg16_bn 224 batch 8: 17.7 GB peak RSS on, 6.5 GB off). */
+  memPattern?: boolean;
+  /** ORT's CPU arena (default on; off costs page faults on every large tensor: 1.35x slower steps at 32x32). */
+  memArena?: boolean;
+}
+
+export interface Session {
+  readonly inputNames: readonly string[];
+  readonly outputNames: readonly string[];
+  /** Run with the given feeds; returns the requested outputs (all by default) as host tensors. */
+  run(feeds: Record<string, Tensor>, outputs?: readonly string[]): Promise<Record<string, Tensor>>;
+  /** Stop profiling and return the profile file's path. */
+  endProfiling(): string | undefined;
+  release(): Promise<void>;
+}

@@ -1,0 +1,39 @@
+/**
+ * What the demo server tells the page about the model (GET /model.json). Types only: the browser build imports
+ * this file too, and it must not pull Node modules in.
+ */
+import type { Preprocessing } from "../predict/preprocess-core.js";
+
+export const MODEL_JSON = "/model.json";
+/** The model file is served at MODEL_PREFIX + its URI-encoded base name. */
+export const MODEL_PREFIX = "/model/";
+/** ORT's .mjs/.wasm files, relative to the page. */
+export const ORT_DIR = "ort/";
+
+export interface DemoTap {
+  name: string;
+  /** Per image: [C, H, W] for a feature map, [F] for a vector. */
+  shape: number[];
+}
+
+export interface DemoModel {
+  /** The model file's base name. */
+  name: string;
+  /** Where the page fetches it (same origin). */
+  url: string;
+  bytes: number;
+  /** From the ONNX metadata written by `vgg export` (null for other producers). */
+  arch: string | null;
+  options: Record<string, unknown> | null;
+  producer: string;
+  /** The image input: its name, per-image [C, H, W], and the name of its free batch dimension (if named). */
+  input: { name: string; shape: [number, number, number]; batchDim: string | null };
+  /** The logits output's name and class count. */
+  logits: { name: string; classes: number };
+  /** The other outputs (feature taps), in the model's order. */
+  taps: DemoTap[];
+  labels: string[];
+  /** Where the labels come from: "file", "metadata", "checkpoint", "imagenet" or "indices". */
+  labelsFrom: string;
+  preprocessing: Preprocessing;
+}
