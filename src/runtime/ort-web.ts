@@ -11,7 +11,7 @@
 import * as ort from "onnxruntime-web";
 import { VggError } from "../errors.js";
 import type { Tensor, TypedData } from "../tensor.js";
-import type { Session, SessionOptions } from "./session.js";
+import { ORT_DTYPES, type Session, type SessionOptions } from "./session.js";
 
 export type { Session, SessionOptions };
 
@@ -35,17 +35,6 @@ export interface RuntimeInfo {
   crossOriginIsolated: boolean;
   version: string;
 }
-
-const ORT_TYPE: Record<string, ort.Tensor.Type> = {
-  float32: "float32",
-  float16: "float16",
-  float64: "float64",
-  int64: "int64",
-  int32: "int32",
-  int8: "int8",
-  uint8: "uint8",
-  bool: "bool",
-};
 
 interface BrowserGlobals {
   crossOriginIsolated?: boolean;
@@ -82,8 +71,8 @@ export async function hasWebGpu(): Promise<boolean> {
 }
 
 function toOrt(t: Tensor): ort.Tensor {
-  const type = ORT_TYPE[t.dtype];
-  if (!type) throw new VggError(`unsupported tensor dtype ${t.dtype}`);
+  const type = t.dtype as ort.Tensor.Type;
+  if (!ORT_DTYPES.has(type)) throw new VggError(`unsupported tensor dtype ${t.dtype}`);
   return new ort.Tensor(type, t.data as ort.Tensor.DataType, t.shape);
 }
 

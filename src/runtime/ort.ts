@@ -5,24 +5,13 @@
 import * as ort from "onnxruntime-node";
 import { VggError } from "../errors.js";
 import type { Tensor, TypedData } from "../tensor.js";
-import type { Session, SessionOptions } from "./session.js";
+import { ORT_DTYPES, type Session, type SessionOptions } from "./session.js";
 
 export type { Session, SessionOptions };
 
-const ORT_TYPE: Record<string, ort.Tensor.Type> = {
-  float32: "float32",
-  float16: "float16",
-  float64: "float64",
-  int64: "int64",
-  int32: "int32",
-  int8: "int8",
-  uint8: "uint8",
-  bool: "bool",
-};
-
 function toOrt(t: Tensor): ort.Tensor {
-  const type = ORT_TYPE[t.dtype];
-  if (!type) throw new VggError(`unsupported tensor dtype ${t.dtype}`);
+  const type = t.dtype as ort.Tensor.Type;
+  if (!ORT_DTYPES.has(type)) throw new VggError(`unsupported tensor dtype ${t.dtype}`);
   return new ort.Tensor(type, t.data as ort.Tensor.DataType, t.shape);
 }
 

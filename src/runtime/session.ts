@@ -32,3 +32,6 @@ export interface Session {
   endProfiling(): string | undefined;
   release(): Promise<void>;
 }
+
+/** The tensor dtypes both ORT bindings take, under the same names this project uses. */
+export const ORT_DTYPES: ReadonlySet<string> = new Set(["float32", "float16", "float64", "int64", "int32", "int8", "uint8", "bool"]);
