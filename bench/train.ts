@@ -26,12 +26,45 @@ function run(cmd: string, args: string[]): Record<string, number> {
 }
 
 function ours(arch: string, head: string, size: number, batch: number, steps: number): Sample {
-  const j = run(process.execPath, [join(ROOT, "bin", "vgg.js"), "bench", "train", "--arch", arch, "--head", head, "--num-classes", "10", "--input-size", String(size), "--batch", String(batch), "--steps", String(steps), "--threads", "2", "--json"]);
+  const j = run(process.execPath, [
+    join(ROOT, "bin", "vgg.js"),
+    "bench",
+    "train",
+    "--arch",
+    arch,
+    "--head",
+    head,
+    "--num-classes",
+    "10",
+    "--input-size",
+    String(size),
+    "--batch",
+    String(batch),
+    "--steps",
+    String(steps),
+    "--threads",
+    "2",
+    "--json",
+  ]);
   return { imagesPerSecond: j.imagesPerSecond, peakRssMB: j.peakRssMB };
 }
 
 function pytorch(arch: string, head: string, size: number, batch: number, steps: number): Sample {
-  const j = run("/usr/bin/python3", [join(ROOT, "scripts", "torch_train_bench.py"), "--arch", arch, "--head", head, "--size", String(size), "--batch", String(batch), "--steps", String(steps), "--threads", "2"]);
+  const j = run("/usr/bin/python3", [
+    join(ROOT, "scripts", "torch_train_bench.py"),
+    "--arch",
+    arch,
+    "--head",
+    head,
+    "--size",
+    String(size),
+    "--batch",
+    String(batch),
+    "--steps",
+    String(steps),
+    "--threads",
+    "2",
+  ]);
   return { imagesPerSecond: j.img_s, peakRssMB: j.peak_rss_mb };
 }
 
@@ -49,15 +82,22 @@ for (const c of cases) {
   const p: Sample[] = [];
   for (let r = 0; r < rounds; r++) {
     // Alternate which goes first, so neither always inherits the other's warm caches or its noise.
-    const pair = r % 2 ? [() => p.push(pytorch(c.arch, c.head, c.size, c.batch, steps)), () => o.push(ours(c.arch, c.head, c.size, c.batch, steps))] : [() => o.push(ours(c.arch, c.head, c.size, c.batch, steps)), () => p.push(pytorch(c.arch, c.head, c.size, c.batch, steps))];
+    const pair =
+      r % 2
+        ? [() => p.push(pytorch(c.arch, c.head, c.size, c.batch, steps)), () => o.push(ours(c.arch, c.head, c.size, c.batch, steps))]
+        : [() => o.push(ours(c.arch, c.head, c.size, c.batch, steps)), () => p.push(pytorch(c.arch, c.head, c.size, c.batch, steps))];
     for (const f of pair) f();
-    process.stderr.write(`[bench train] ${c.arch} ${c.size} b${c.batch} round ${r + 1}: ours ${o.at(-1)?.imagesPerSecond.toFixed(1)} img/s, PyTorch ${p.at(-1)?.imagesPerSecond.toFixed(1)} img/s\n`);
+    process.stderr.write(
+      `[bench train] ${c.arch} ${c.size} b${c.batch} round ${r + 1}: ours ${o.at(-1)?.imagesPerSecond.toFixed(1)} img/s, PyTorch ${p.at(-1)?.imagesPerSecond.toFixed(1)} img/s\n`,
+    );
   }
   const om = median(o.map((s) => s.imagesPerSecond));
   const pm = median(p.map((s) => s.imagesPerSecond));
   const orss = Math.max(...o.map((s) => s.peakRssMB));
   const prss = Math.max(...p.map((s) => s.peakRssMB));
-  rows.push(`| ${c.arch}, ${c.head} head, ${c.size}x${c.size}, batch ${c.batch} | ${om.toFixed(1)} | ${pm.toFixed(1)} | ${(om / pm).toFixed(2)}x | ${orss.toFixed(0)} MB | ${prss.toFixed(0)} MB |`);
+  rows.push(
+    `| ${c.arch}, ${c.head} head, ${c.size}x${c.size}, batch ${c.batch} | ${om.toFixed(1)} | ${pm.toFixed(1)} | ${(om / pm).toFixed(2)}x | ${orss.toFixed(0)} MB | ${prss.toFixed(0)} MB |`,
+  );
   raw.push({ ...c, ours: o, pytorch: p });
 }
 const md = [

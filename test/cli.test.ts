@@ -56,7 +56,11 @@ test("vgg export writes a file ORT runs standalone and ONNX's checker accepts", 
   const s = await createSession(out);
   const y = await s.run({ input: { dtype: "float32", shape: [3, 3, 57, 57], data: new Float32Array(3 * 3 * 57 * 57).fill(0.5) } });
   assert.deepEqual(y.logits.shape, [3, 5]);
-  const py = spawnSync("/usr/bin/python3", ["-c", "import onnx,sys; m=onnx.load(sys.argv[1]); onnx.checker.check_model(m, full_check=True); print('ok')", out], { encoding: "utf8" });
+  const py = spawnSync(
+    "/usr/bin/python3",
+    ["-c", "import onnx,sys; m=onnx.load(sys.argv[1]); onnx.checker.check_model(m, full_check=True); print('ok')", out],
+    { encoding: "utf8" },
+  );
   if (py.error || /No module named/.test(py.stderr)) return t.skip("python3-onnx not installed");
   assert.equal(py.stdout.trim(), "ok", py.stderr);
 });
@@ -68,7 +72,10 @@ test("bad flags and inputs give one clean line and a non-zero exit", async () =>
   assertCleanError(vgg(["summary", "vgg16", "--num-classes", "abc"]), /num-classes/);
   assertCleanError(vgg(["summary", "vgg16", "--head", "tiny"]), /head/);
   await writeNpy(join(d, "small.npy"), { dtype: "float32", shape: [1, 3, 16, 16], data: new Float32Array(768) });
-  assertCleanError(vgg(["infer", "--arch", "vgg11", "--input", join(d, "small.npy"), "--out", join(d, "o.npy")]), /small\.npy.*input size 16 is under the minimum 32/);
+  assertCleanError(
+    vgg(["infer", "--arch", "vgg11", "--input", join(d, "small.npy"), "--out", join(d, "o.npy")]),
+    /small\.npy.*input size 16 is under the minimum 32/,
+  );
   writeFileSync(join(d, "bad.npy"), "\x93NUMPY garbage");
   assertCleanError(vgg(["infer", "--arch", "vgg11", "--input", join(d, "bad.npy"), "--out", join(d, "o.npy")]), /bad\.npy/);
   assertCleanError(vgg(["infer", "--arch", "vgg11", "--input", join(d, "missing.npy"), "--out", join(d, "o.npy")]), /missing\.npy/);

@@ -204,7 +204,9 @@ test("1-channel decode uses PIL's convert('L') weights, not libvips' b-w", async
   const f = path.join(dir, "c.png");
   // Saturated red, green and blue pixels: where the two luma formulas differ most.
   const rgb = Buffer.from([255, 0, 0, 0, 255, 0, 0, 0, 255]);
-  await sharp(rgb, { raw: { width: 3, height: 1, channels: 3 } }).png().toFile(f);
+  await sharp(rgb, { raw: { width: 3, height: 1, channels: 3 } })
+    .png()
+    .toFile(f);
   const img = await decodeImage(f, 1);
   assert.deepEqual(Array.from(img.data), [76, 150, 29]);
 });

@@ -51,12 +51,24 @@ for (const c of manifest.cases) {
 }
 
 // Full size: torchvision's own vgg16 and vgg11_bn, saved by torch in both formats, loaded by the real CLI.
-for (const [arch, legacy] of [["vgg16", false], ["vgg11_bn", true]] as const) {
-  test(`full-size ${arch} (${legacy ? "legacy" : "zip"} .pth from torch.save) through vgg infer`, { skip: !hasTorch() && "needs /usr/bin/python3 with torch", timeout: 300_000 }, async () => {
+for (const [arch, legacy] of [
+  ["vgg16", false],
+  ["vgg11_bn", true],
+] as const) {
+  test(`full-size ${arch} (${legacy ? "legacy" : "zip"} .pth from torch.save) through vgg infer`, {
+    skip: !hasTorch() && "needs /usr/bin/python3 with torch",
+    timeout: 300_000,
+  }, async () => {
     const d = tmp();
-    const py = spawnSync("/usr/bin/python3", [join(ROOT, "scripts", "fullsize_check.py"), "--arch", arch, "--dir", d, ...(legacy ? ["--legacy"] : [])], { encoding: "utf8", timeout: 240_000 });
+    const py = spawnSync(
+      "/usr/bin/python3",
+      [join(ROOT, "scripts", "fullsize_check.py"), "--arch", arch, "--dir", d, ...(legacy ? ["--legacy"] : [])],
+      { encoding: "utf8", timeout: 240_000 },
+    );
     assert.equal(py.status, 0, py.stderr);
-    const r = vgg(["infer", "--arch", arch, "--weights", join(d, `${arch}.pth`), "--input", join(d, "x.npy"), "--out", join(d, "y.npy")], { timeout: 240_000 });
+    const r = vgg(["infer", "--arch", arch, "--weights", join(d, `${arch}.pth`), "--input", join(d, "x.npy"), "--out", join(d, "y.npy")], {
+      timeout: 240_000,
+    });
     assert.equal(r.status, 0, r.stderr);
     const got = await readNpy(join(d, "y.npy"));
     const want = await readNpy(join(d, "logits.npy"));

@@ -97,7 +97,10 @@ test("presets: a constant colour gives the normalised constant per channel (torc
 });
 
 test("checkpoint preprocessing: stored data + preset, and older checkpoints without them", () => {
-  const base = { arch: "vgg11_bn", labels: ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"] };
+  const base = {
+    arch: "vgg11_bn",
+    labels: ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"],
+  };
   const fm = { ...base, options: { inputSize: 32, inChannels: 1, numClasses: 10 }, mean: [0.286], std: [0.353] };
   // Before the trainer stored its data description, Fashion-MNIST's labels stand for 1-channel 28x28 images.
   const old = checkpointPreprocessing(fm);

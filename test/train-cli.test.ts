@@ -3,9 +3,9 @@ import assert from "node:assert/strict";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
-import { readSafetensors } from "../src/weights/safetensors.js";
-import { writeNpy } from "../src/weights/npy.js";
 import { Rng } from "../src/weights/init.js";
+import { writeNpy } from "../src/weights/npy.js";
+import { readSafetensors } from "../src/weights/safetensors.js";
 import { assertCleanError, tmp, vgg } from "./helpers.js";
 
 /** A learnable toy set: each class is a bright square at its own position on noise. */
@@ -26,7 +26,23 @@ async function toyData(dir: string, n: number, seed: number): Promise<string> {
   return `${join(dir, `x${seed}.npy`)},${join(dir, `y${seed}.npy`)}`;
 }
 
-const COMMON = ["--arch", "vgg11_bn", "--head", "compact", "--width-divisor", "16", "--batch-size", "32", "--lr", "0.05", "--val", "64", "--no-progress", "--workers", "0"];
+const COMMON = [
+  "--arch",
+  "vgg11_bn",
+  "--head",
+  "compact",
+  "--width-divisor",
+  "16",
+  "--batch-size",
+  "32",
+  "--lr",
+  "0.05",
+  "--val",
+  "64",
+  "--no-progress",
+  "--workers",
+  "0",
+];
 
 test("train, refuse to overwrite, resume exactly, eval the checkpoint", { timeout: 240_000 }, async () => {
   const d = tmp();
@@ -36,8 +52,12 @@ test("train, refuse to overwrite, resume exactly, eval the checkpoint", { timeou
   assert.equal(r1.status, 0, r1.stderr);
   assert.match(r1.stdout, /epoch 2\/2/);
   assert.match(r1.stdout, /test top-1 accuracy/);
-  for (const f of ["metrics.jsonl", "last.safetensors", "last.optim.safetensors", "best.safetensors", "result.json"]) assert.ok(existsSync(join(a, f)), f);
-  const lines = readFileSync(join(a, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+  for (const f of ["metrics.jsonl", "last.safetensors", "last.optim.safetensors", "best.safetensors", "result.json"])
+    assert.ok(existsSync(join(a, f)), f);
+  const lines = readFileSync(join(a, "metrics.jsonl"), "utf8")
+    .trim()
+    .split("\n")
+    .map((l) => JSON.parse(l));
   assert.equal(lines.length, 2);
   assert.ok(lines[1].trainLoss < lines[0].trainLoss + 1e-9 || lines[1].val.top1 >= lines[0].val.top1, "no progress at all");
 
@@ -54,7 +74,11 @@ test("train, refuse to overwrite, resume exactly, eval the checkpoint", { timeou
   assert.match(r2.stdout, /resuming/);
   const wa = readSafetensors(join(a, "last.safetensors"));
   const wb = readSafetensors(join(b, "last.safetensors"));
-  for (const [k, t] of wa) assert.deepEqual(Buffer.from((wb.get(k)?.data as Float32Array).buffer), Buffer.from((t.data as Float32Array).buffer), k);
+  for (const [k, t] of wa) {
+    const u = wb.get(k);
+    assert.ok(u, `resumed run lacks ${k}`);
+    assert.deepEqual(Buffer.from(u.data.buffer), Buffer.from(t.data.buffer), k);
+  }
 
   // eval reads the model description from the checkpoint and agrees with the trainer's own test score.
   const result = JSON.parse(readFileSync(join(a, "result.json"), "utf8"));
@@ -67,9 +91,15 @@ test("train, refuse to overwrite, resume exactly, eval the checkpoint", { timeou
 
 test("train: bad flags and data give one clean line", () => {
   const d = tmp();
-  assertCleanError(vgg(["train", "--arch", "vgg11", "--data", "npy:/nonexistent/x.npy,/nonexistent/y.npy", "--out", join(d, "r")]), /nonexistent/);
+  assertCleanError(
+    vgg(["train", "--arch", "vgg11", "--data", "npy:/nonexistent/x.npy,/nonexistent/y.npy", "--out", join(d, "r")]),
+    /nonexistent/,
+  );
   assertCleanError(vgg(["train", "--arch", "vgg11", "--data", "mnist", "--out", join(d, "r")]), /mnist/);
   assertCleanError(vgg(["train", "--arch", "vgg11", "--data", "fashion-mnist", "--out", join(d, "r"), "--schedule", "linear"]), /schedule/);
   assertCleanError(vgg(["train", "--arch", "vgg11", "--data", "fashion-mnist", "--out", join(d, "r"), "--augment", "rotate"]), /augment/);
-  assertCleanError(vgg(["train", "--arch", "vgg11", "--data", "fashion-mnist", "--out", join(d, "r"), "--resume"]), /no checkpoint to resume from/);
+  assertCleanError(
+    vgg(["train", "--arch", "vgg11", "--data", "fashion-mnist", "--out", join(d, "r"), "--resume"]),
+    /no checkpoint to resume from/,
+  );
 });

@@ -42,13 +42,19 @@ test("keys follow torchvision: vgg16_bn features/classifier indices", () => {
   assert.deepEqual(keys.slice(-2), ["classifier.6.weight", "classifier.6.bias"]);
   // A-LRN: LRN sits after the first ReLU, shifting later indices by one.
   const lrn = buildModel("vgg11_lrn").layers;
-  assert.deepEqual(lrn.slice(0, 4).map((l) => l.kind), ["conv", "relu", "lrn", "maxpool"]);
+  assert.deepEqual(
+    lrn.slice(0, 4).map((l) => l.kind),
+    ["conv", "relu", "lrn", "maxpool"],
+  );
   assert.deepEqual(lrn[2].attrs, { size: 5, alpha: 1e-4, beta: 0.75, k: 2 });
 });
 
 test("config C uses 1x1 convolutions in blocks 3-5", () => {
   const convs = buildModel("vgg16_1x1").layers.filter((l) => l.kind === "conv");
-  assert.deepEqual(convs.map((l) => (l.attrs as { kernel: number }).kernel), [3, 3, 3, 3, 3, 3, 1, 3, 3, 1, 3, 3, 1]);
+  assert.deepEqual(
+    convs.map((l) => (l.attrs as { kernel: number }).kernel),
+    [3, 3, 3, 3, 3, 3, 1, 3, 3, 1, 3, 3, 1],
+  );
 });
 
 test("taps carry the paper's names", () => {
@@ -65,11 +71,22 @@ test("options: compact head, width divisor, input channels, custom config", () =
   assert.deepEqual(m.layers[0].params[0].shape, [8, 1, 3, 3]);
   const c = buildModel("custom", { config: [16, "M", "conv1-8", "M"], inputSize: 32, head: "compact", numClasses: 3 });
   assert.equal(c.minInputSize, 4);
-  assert.deepEqual(c.layers.filter((l) => l.kind === "conv").map((l) => l.outShape), [[16, 32, 32], [8, 16, 16]]);
+  assert.deepEqual(
+    c.layers.filter((l) => l.kind === "conv").map((l) => l.outShape),
+    [
+      [16, 32, 32],
+      [8, 16, 16],
+    ],
+  );
 });
 
 test("input sizes: final map per size, and the minimum is refused below 32", () => {
-  for (const [s, f] of [[32, 1], [100, 3], [224, 7], [257, 8]]) {
+  for (const [s, f] of [
+    [32, 1],
+    [100, 3],
+    [224, 7],
+    [257, 8],
+  ]) {
     const m = buildModel("vgg16", { inputSize: s });
     assert.deepEqual(m.layers.find((l) => l.tap === "pool5")?.outShape, [512, f, f]);
   }

@@ -28,9 +28,19 @@ export function register(program: Command): void {
       .option("--profile <prefix>", "write ORT's JSON profile")
       .option("--json", "print one JSON line"),
   ).action(async (o: Flags) => {
-    const r = await benchTrain({ arch: o.arch, model: { ...modelOptions(o), dropout: o.dropout ?? 0 }, batch: o.batch, steps: o.steps, warmup: o.warmup, threads: o.threads, profilePrefix: o.profile });
+    const r = await benchTrain({
+      arch: o.arch,
+      model: { ...modelOptions(o), dropout: o.dropout ?? 0 },
+      batch: o.batch,
+      steps: o.steps,
+      warmup: o.warmup,
+      threads: o.threads,
+      profilePrefix: o.profile,
+    });
     if (o.json) return console.log(JSON.stringify(r));
-    console.log(`${r.arch} ${r.inputSize}x${r.inputSize} batch ${r.batch}: ${r.imagesPerSecond.toFixed(1)} img/s (best ${r.bestImagesPerSecond.toFixed(1)}), ${r.msPerStep.toFixed(0)} ms/step, ~${r.gflops.toFixed(0)} GFLOP/s`);
+    console.log(
+      `${r.arch} ${r.inputSize}x${r.inputSize} batch ${r.batch}: ${r.imagesPerSecond.toFixed(1)} img/s (best ${r.bestImagesPerSecond.toFixed(1)}), ${r.msPerStep.toFixed(0)} ms/step, ~${r.gflops.toFixed(0)} GFLOP/s`,
+    );
     console.log(`graph build + session ${r.buildMs.toFixed(0)} ms, peak RSS ${r.peakRssMB.toFixed(0)} MB`);
   });
 }

@@ -14,6 +14,11 @@ export function register(program: Command): void {
         return { arch: a.name, paper: a.paper, params: paramCount(m), gflops: macCount(m) / 1e9 };
       });
       if (o.json) return console.log(JSON.stringify(rows));
-      console.log(table(["arch", "paper config", "params", "GFLOPs"], rows.map((r) => [r.arch, r.paper, fmtInt(r.params), r.gflops.toFixed(2)])));
+      console.log(
+        table(
+          ["arch", "paper config", "params", "GFLOPs"],
+          rows.map((r) => [r.arch, r.paper, fmtInt(r.params), r.gflops.toFixed(2)]),
+        ),
+      );
     });
 }

@@ -25,7 +25,13 @@ export function register(program: Command): void {
     }));
     const total = { params: paramCount(m), macs: macCount(m), weightBytes: paramCount(m) * 4 };
     if (o.json) return console.log(JSON.stringify({ arch: m.arch, options: m.options, layers, total }));
-    const rows = layers.map((l) => [l.name, l.kind + (l.tap ? ` (${l.tap})` : ""), `[${l.outputShape.join(", ")}]`, l.params ? fmtInt(l.params) : "-", l.macs ? fmtInt(l.macs) : "-"]);
+    const rows = layers.map((l) => [
+      l.name,
+      l.kind + (l.tap ? ` (${l.tap})` : ""),
+      `[${l.outputShape.join(", ")}]`,
+      l.params ? fmtInt(l.params) : "-",
+      l.macs ? fmtInt(l.macs) : "-",
+    ]);
     console.log(`${m.arch}: input [${m.inputShape.join(", ")}], ${m.options.numClasses} classes, ${m.options.head} head`);
     console.log(table(["layer", "kind", "output", "params", "mult-adds"], rows));
     console.log(`total params: ${fmtInt(total.params)}  (${(total.weightBytes / 2 ** 20).toFixed(1)} MiB fp32)`);

@@ -36,7 +36,10 @@ interface TrainFlags extends Omit<ModelFlags, "init"> {
 
 /** `--augment crop,flip,lighting` or `none`. */
 function parseAugment(s: string): { crop: boolean; flip: boolean; lighting: boolean } {
-  const parts = s.split(",").map((p) => p.trim()).filter(Boolean);
+  const parts = s
+    .split(",")
+    .map((p) => p.trim())
+    .filter(Boolean);
   const known = ["crop", "flip", "lighting", "none"];
   for (const p of parts) if (!known.includes(p)) throw new VggError(`--augment: unknown '${p}' (known: ${known.join(", ")})`);
   return { crop: parts.includes("crop"), flip: parts.includes("flip"), lighting: parts.includes("lighting") };
@@ -63,7 +66,9 @@ export function register(program: Command): void {
     .option("--nesterov", "Nesterov momentum")
     .option("--no-decay-bn-bias", "exempt BN parameters and biases from weight decay")
     .option("--label-smoothing <x>", "cross-entropy label smoothing", float, 0)
-    .addOption(new Option("--schedule <kind>", "plateau (paper: /10 when val accuracy stalls), step, cosine").choices(SCHEDULES).default("plateau"))
+    .addOption(
+      new Option("--schedule <kind>", "plateau (paper: /10 when val accuracy stalls), step, cosine").choices(SCHEDULES).default("plateau"),
+    )
     .option("--patience <n>", "plateau: epochs without improvement before a cut", int, 2)
     .option("--warmup <epochs>", "cosine: linear warm-up epochs", float)
     .option("--steps <n>", "stop after this many steps in all", positiveInt)
@@ -71,7 +76,11 @@ export function register(program: Command): void {
     .option("--augment <list>", "crop,flip,lighting or none", "crop,flip")
     .option("--scale <S|Smin:Smax>", "training scale for variable-size images (paper: 256, 384, or 256:512 jittered)")
     .addOption(new Option("--fit <how>", "small images below the input size: pad or resize").choices(["pad", "resize"]).default("pad"))
-    .addOption(new Option("--normalize <how>", "meanstd, mean (the paper: subtract the mean RGB), none").choices(["meanstd", "mean", "none"]).default("meanstd"))
+    .addOption(
+      new Option("--normalize <how>", "meanstd, mean (the paper: subtract the mean RGB), none")
+        .choices(["meanstd", "mean", "none"])
+        .default("meanstd"),
+    )
     .option("--val <n>", "held-out validation images from the training data (count, or fraction < 1)", float)
     .option("--input-size <s>", "network input size (default: the data's, at least 32)", positiveInt)
     .option("--workers <n>", "data worker threads", int)
@@ -121,6 +130,9 @@ export function register(program: Command): void {
       progress: o.progress,
     };
     const r = await train(cfg);
-    if (r.test) console.log(`test top-1 accuracy ${(100 * r.test.top1).toFixed(2)}% (${r.test.n} images); weights ${r.weights}; ${r.seconds.toFixed(0)} s`);
+    if (r.test)
+      console.log(
+        `test top-1 accuracy ${(100 * r.test.top1).toFixed(2)}% (${r.test.n} images); weights ${r.weights}; ${r.seconds.toFixed(0)} s`,
+      );
   });
 }

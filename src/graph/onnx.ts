@@ -16,13 +16,7 @@ export const ONNX_DTYPE: Record<DType, number> = {
   float64: 11,
 };
 
-export type AttrValue =
-  | { i: number }
-  | { f: number }
-  | { s: string }
-  | { ints: number[] }
-  | { floats: number[] }
-  | { t: Tensor };
+export type AttrValue = { i: number } | { f: number } | { s: string } | { ints: number[] } | { floats: number[] } | { t: Tensor };
 
 export interface NodeSpec {
   opType: string;

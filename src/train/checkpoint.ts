@@ -46,7 +46,14 @@ export function checkpointPaths(dir: string, name: string): { weights: string; o
   return { weights: join(dir, `${name}.safetensors`), optim: join(dir, `${name}.optim.safetensors`) };
 }
 
-export function saveCheckpoint(dir: string, name: string, weights: StateDict, model: ModelMeta, momentum?: StateDict, state?: TrainerState): void {
+export function saveCheckpoint(
+  dir: string,
+  name: string,
+  weights: StateDict,
+  model: ModelMeta,
+  momentum?: StateDict,
+  state?: TrainerState,
+): void {
   const p = checkpointPaths(dir, name);
   const step = String(state?.step ?? 0);
   writeSafetensors(p.weights, weights, { format: "vgg-onnx", model: JSON.stringify(model), step });

@@ -109,11 +109,21 @@ export async function train(cfgIn: TrainConfig, log: Log = (l) => console.log(l)
   if (!ds.splits.train) throw new VggError("the data has no training split", cfg.data);
   const inputSize = cfg.model.inputSize ?? (ds.size ? Math.max(32, ds.size[0]) : 224);
   const numClasses = cfg.model.numClasses ?? ds.classes.length;
-  if (numClasses !== ds.classes.length) throw new VggError(`--num-classes ${numClasses} but the data has ${ds.classes.length} classes`, cfg.data);
+  if (numClasses !== ds.classes.length)
+    throw new VggError(`--num-classes ${numClasses} but the data has ${ds.classes.length} classes`, cfg.data);
   const inChannels = cfg.model.inChannels ?? ds.channels;
   const modelOptions: ModelOptions = { ...cfg.model, inputSize, numClasses, inChannels };
   const model = buildModel(cfg.arch, modelOptions);
-  const preset = { size: inputSize, channels: inChannels, fit: cfg.fit, scale: cfg.scale, cropPadding: cfg.cropPadding, flip: cfg.flip, lighting: cfg.lighting, normalize: cfg.normalize };
+  const preset = {
+    size: inputSize,
+    channels: inChannels,
+    fit: cfg.fit,
+    scale: cfg.scale,
+    cropPadding: cfg.cropPadding,
+    flip: cfg.flip,
+    lighting: cfg.lighting,
+    normalize: cfg.normalize,
+  };
   const trainTf = presetTransforms(ds, preset, true);
   const evalTf = presetTransforms(ds, preset, false);
   // data + preset: what `vgg predict` needs to call presetTransforms(..., false) as evaluation does here.
@@ -130,7 +140,10 @@ export async function train(cfgIn: TrainConfig, log: Log = (l) => console.log(l)
   let weights: StateDict;
   let momentum: StateDict;
   let state: TrainerState;
-  const schedule = new Schedule({ kind: cfg.schedule, lr: cfg.lr, epochs: cfg.epochs, patience: cfg.patience, warmup: cfg.warmup }, ckpt?.state.schedule);
+  const schedule = new Schedule(
+    { kind: cfg.schedule, lr: cfg.lr, epochs: cfg.epochs, patience: cfg.patience, warmup: cfg.warmup },
+    ckpt?.state.schedule,
+  );
   const sgd = { momentum: cfg.momentum, weightDecay: cfg.weightDecay, nesterov: cfg.nesterov, decayExempt: cfg.decayExempt };
   if (ckpt) {
     weights = ckpt.weights;
@@ -149,7 +162,14 @@ export async function train(cfgIn: TrainConfig, log: Log = (l) => console.log(l)
 
   const step = encodeTrainStep(model, { ...sgd, batchSize: cfg.batchSize, labelSmoothing: cfg.labelSmoothing });
   const session = await createSession(step.bytes, { ...TRAIN_SESSION_OPTIONS, threads: cfg.threads });
-  const loader = new BatchLoader(ds.splits.train, { batchSize: cfg.batchSize, shuffle: cfg.shuffle, dropLast: true, transforms: trainTf, seed: cfg.seed, workers: cfg.workers });
+  const loader = new BatchLoader(ds.splits.train, {
+    batchSize: cfg.batchSize,
+    shuffle: cfg.shuffle,
+    dropLast: true,
+    transforms: trainTf,
+    seed: cfg.seed,
+    workers: cfg.workers,
+  });
   const perEpoch = loader.batchesPerEpoch;
   const recent: number[] = [];
   let stopped = false;
@@ -181,7 +201,11 @@ export async function train(cfgIn: TrainConfig, log: Log = (l) => console.log(l)
         state.step++;
         k++;
         const secs = (performance.now() - te) / 1000;
-        bar.update(k, `loss ${(lossSum / seen).toFixed(4)} acc ${((100 * hits) / seen).toFixed(1)}% ${(seen / secs).toFixed(0)} img/s`, ((perEpoch - k) * secs) / k);
+        bar.update(
+          k,
+          `loss ${(lossSum / seen).toFixed(4)} acc ${((100 * hits) / seen).toFixed(1)}% ${(seen / secs).toFixed(0)} img/s`,
+          ((perEpoch - k) * secs) / k,
+        );
         if (cfg.steps !== undefined && state.step >= cfg.steps) {
           stopped = true;
           break;
@@ -229,7 +253,9 @@ export async function train(cfgIn: TrainConfig, log: Log = (l) => console.log(l)
   if (ds.splits.test && existsSync(bestPath)) {
     const best = await loadWeights(model, bestPath);
     test = await evalWeights(model, best, ds.splits.test, evalTf, cfg.threads);
-    log(`test (${test.n} images, best epoch ${state.bestEpoch}): top-1 ${(100 * test.top1).toFixed(2)}%  top-5 ${(100 * test.top5).toFixed(2)}%  loss ${test.loss.toFixed(4)}`);
+    log(
+      `test (${test.n} images, best epoch ${state.bestEpoch}): top-1 ${(100 * test.top1).toFixed(2)}%  top-5 ${(100 * test.top5).toFixed(2)}%  loss ${test.loss.toFixed(4)}`,
+    );
   }
   const result: TrainResult = {
     runDir: dir,
@@ -240,8 +266,19 @@ export async function train(cfgIn: TrainConfig, log: Log = (l) => console.log(l)
     weights: bestPath,
     seconds: (performance.now() - t0) / 1000,
   };
-  writeFileSync(join(dir, "result.json"), `${JSON.stringify({ ...result, arch: cfg.arch, options: model.options, data: cfg.data }, null, 1)}\n`);
-  const report = writeReport(dir, `${cfg.arch} on ${cfg.data}`, describeRun(cfg, ds, model, trainTf), history, test, state.bestEpoch, result.seconds);
+  writeFileSync(
+    join(dir, "result.json"),
+    `${JSON.stringify({ ...result, arch: cfg.arch, options: model.options, data: cfg.data }, null, 1)}\n`,
+  );
+  const report = writeReport(
+    dir,
+    `${cfg.arch} on ${cfg.data}`,
+    describeRun(cfg, ds, model, trainTf),
+    history,
+    test,
+    state.bestEpoch,
+    result.seconds,
+  );
   log(`report: ${report}`);
   return result;
 }
@@ -251,7 +288,13 @@ async function initialWeights(model: VggModel, init: string, seed: number): Prom
   return loadWeights(model, init);
 }
 
-export async function evalWeights(model: VggModel, weights: StateDict, split: NonNullable<Dataset["splits"]["val"]>, tf: TransformConfig, threads?: number): Promise<Scores> {
+export async function evalWeights(
+  model: VggModel,
+  weights: StateDict,
+  split: NonNullable<Dataset["splits"]["val"]>,
+  tf: TransformConfig,
+  threads?: number,
+): Promise<Scores> {
   const p = await Predictor.fromWeights(model, weights, { threads });
   try {
     return scores(await evaluate(p, split, tf));

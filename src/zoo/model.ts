@@ -5,7 +5,7 @@
 import { VggError } from "../errors.js";
 import { type AttrsOf, type OpName, opOf, type ParamSpec, type Shape } from "../ops/index.js";
 import { numel } from "../tensor.js";
-import { archSpec, ARCHS, CONFIGS, type ConfigItem, parseItem } from "./configs.js";
+import { ARCHS, archSpec, CONFIGS, type ConfigItem, parseItem } from "./configs.js";
 
 export type Head = "paper" | "compact";
 
