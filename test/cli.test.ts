@@ -85,3 +85,9 @@ test("bad flags and inputs give one clean line and a non-zero exit", async () =>
   assertCleanError(vgg([...tap, "--in-channels", "1"]), /ok\.npy.*shape \[1, 3, 32, 32\].*\[N, 1, 32, 32\]/);
   assertCleanError(vgg(["bogus"]), /unknown command/);
 });
+
+test("vgg --version names the package and the engine", () => {
+  const r = vgg(["--version"]);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout.trim(), /^\d+\.\d+\.\d+ \(onnxruntime-node 1\.30\.0\)$/);
+});

@@ -2,8 +2,10 @@
  * The `vgg` command. Bad input of any kind ends in one line on stderr and a non-zero exit; only a bug shows a
  * stack, and only with VGG_DEBUG=1.
  */
+import { readFileSync } from "node:fs";
 import { Command, CommanderError } from "commander";
 import { VggError } from "../errors.js";
+import { ortVersion } from "../runtime/ort.js";
 import { register as registerBench } from "./bench.js";
 import { register as registerBenchTrain } from "./bench-train.js";
 import { register as registerConvert } from "./convert.js";
@@ -25,8 +27,12 @@ function fail(err: unknown): never {
   process.exit(err instanceof VggError ? 1 : 70);
 }
 
+// dist/src/cli/main.js -> the package root.
+const pkg = JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as { version: string };
+
 const program = new Command("vgg")
   .description("VGG ConvNets (Simonyan & Zisserman) compiled to ONNX and run on ONNX Runtime")
+  .version(`${pkg.version} (onnxruntime-node ${ortVersion})`)
   .showSuggestionAfterError()
   .exitOverride();
 for (const r of [
