@@ -103,3 +103,20 @@ test("train: bad flags and data give one clean line", () => {
     /no checkpoint to resume from/,
   );
 });
+
+test("divergence stops the run with the step, loss and learning rate, and keeps no bad checkpoint", { timeout: 120_000 }, async () => {
+  const d = tmp();
+  const data = `npy:${await toyData(d, 160, 3)}`;
+  const out = join(d, "r");
+  const r = vgg(["train", ...COMMON, "--lr", "1e6", "--data", data, "--out", out, "--epochs", "3"]);
+  assertCleanError(
+    r,
+    /training diverged (at step \d+ \(epoch \d+\): loss (NaN|Infinity|[\d.e+]+)|in epoch \d+: '[\w.]+' holds NaN or Inf) with learning rate 1\.00e\+6.*try a lower --lr/,
+  );
+  // Whatever was checkpointed before the blow-up is the last good state: finite everywhere.
+  const last = join(out, "last.safetensors");
+  if (existsSync(last)) {
+    assert.match(r.stderr, /last good checkpoint .*last\.safetensors is kept/);
+    for (const [k, t] of readSafetensors(last)) if (t.dtype === "float32") assert.ok((t.data as Float32Array).every(Number.isFinite), k);
+  } else assert.match(r.stderr, /no checkpoint was written yet/);
+});

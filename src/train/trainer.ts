@@ -212,6 +212,16 @@ export async function train(cfgIn: TrainConfig, log: Log = (l) => console.log(l)
         }
       }
       bar.done();
+      // A finite loss can hide a blown-up BN statistic or weight; never checkpoint one.
+      const bad = firstNonFinite(weights);
+      if (bad) {
+        const kept = existsSync(lastPaths.weights)
+          ? `the last good checkpoint ${lastPaths.weights} is kept`
+          : "no checkpoint was written yet";
+        throw new VggError(
+          `training diverged in epoch ${epoch + 1}: '${bad}' holds NaN or Inf with learning rate ${lr.toPrecision(3)}; ${kept}; try a lower --lr`,
+        );
+      }
       const trainSecs = (performance.now() - te) / 1000;
       const val = ds.splits.val ? await evalWeights(model, weights, ds.splits.val, evalTf, cfg.threads) : null;
       const acc = val ? val.top1 : hits / Math.max(seen, 1);
@@ -315,6 +325,15 @@ function guardDivergence(loss: number, recent: number[], step: number, epoch: nu
   }
   recent.push(loss);
   if (recent.length > 50) recent.shift();
+}
+
+function firstNonFinite(sd: StateDict): string | undefined {
+  for (const [k, t] of sd) {
+    if (t.dtype !== "float32") continue;
+    const d = t.data as Float32Array;
+    for (let i = 0; i < d.length; i++) if (!Number.isFinite(d[i])) return k;
+  }
+  return undefined;
 }
 
 function readHistory(path: string): EpochMetrics[] {
