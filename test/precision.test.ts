@@ -226,6 +226,7 @@ test("vgg export --precision fp16|int8: half and a quarter of the size, ONNX's c
   const fromDir = vgg([...common, "--precision", "int8", "--calibrate", imgs, "--out", join(d, "dir.onnx")]);
   assert.equal(fromDir.status, 0, fromDir.stderr);
   assert.match(fromDir.stderr, /skipped 1 file/);
+  // ONNX's checker is Python-only; CI installs python3-onnx, so this skips only on machines without it.
   if (!hasOnnx) return t.skip("python3-onnx not installed: checker not run");
   const py = spawnSync(
     "/usr/bin/python3",
@@ -265,6 +266,7 @@ test("a model trained briefly on Fashion-MNIST: int8 top-1 agrees with fp32 on >
 }, async (t) => {
   const d = tmp();
   const data = fashionSubset(d, 6000, 2000);
+  // Real Fashion-MNIST comes from a Debian package that CI installs; no network at test time to fetch it otherwise.
   if (!data) return t.skip(`Fashion-MNIST not in ${FASHION_MNIST_DIR} (apt-get install dataset-fashion-mnist)`);
   const run = join(d, "run");
   const tr = vgg([

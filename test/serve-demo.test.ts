@@ -210,6 +210,7 @@ test("createDemoServer wants a built page; the CLI says how to make a model", as
 });
 
 test("the CLI binds to 127.0.0.1 by default and stops on SIGTERM", async (t) => {
+  // `npm test` builds the page first; this guards running the file alone after a plain `npm run build`.
   if (!fs.existsSync(join(ROOT, "dist", "web", "index.html"))) return t.skip("the page is not built (npm run build:web)");
   const p = spawn(process.execPath, [BIN, "serve-demo", "--model", modelFile, "--port", "0"], { cwd: ROOT });
   let out = "";

@@ -219,6 +219,7 @@ test("browser demo (WebGPU on SwiftShader): same results as WASM", { skip, timeo
   try {
     const { page, errors } = await openDemo(ctx);
     const backend = await page.getAttribute("#engine", "data-backend");
+    // WebGPU needs an adapter (SwiftShader here); builds without one fall back to WASM, which the test above covers.
     if (backend !== "webgpu") return t.skip(`this Chromium offers no WebGPU adapter (${await page.getAttribute("#engine", "title")})`);
     checkTop(await classify(page));
     assert.match((await page.textContent("#timing")) ?? "", /^[\d.]+ ms per image on WebGPU/);
