@@ -5,6 +5,7 @@ import {
   centerCrop,
   compileTransforms,
   crop,
+  eraseRect,
   GRAY_LIGHTING_EIGVAL,
   hflip,
   type Image,
@@ -228,4 +229,40 @@ test("config validation and presets", () => {
   const inetEval = presetTransforms({ channels: 3, size: null, mean: [0, 0, 0], std: [1, 1, 1] }, { size: 224, scale: [256, 512] }, false);
   assert.equal(inetEval.scale, 384);
   assert.equal(inetEval.crop, 224);
+});
+
+test("random erasing: torchvision's area and aspect ranges, zeroes after normalisation, only in training", () => {
+  let erased = 0;
+  for (let i = 0; i < 4000; i++) {
+    const r = eraseRect(32, 32, 0.5, sampleRng(3, 0, i));
+    if (!r) continue;
+    erased++;
+    const frac = (r.h * r.w) / 1024;
+    assert.ok(frac > 0.01 && frac < 0.36, `area fraction ${frac}`);
+    assert.ok(r.y >= 0 && r.x >= 0 && r.y + r.h <= 32 && r.x + r.w <= 32, JSON.stringify(r));
+  }
+  assert.ok(Math.abs(erased / 4000 - 0.5) < 0.03, `erased ${erased}/4000`);
+  assert.equal(eraseRect(32, 32, 0, sampleRng(0, 0, 0)), null);
+
+  const img = randomImage(1, 32, 32, 4);
+  for (let v = 0; v < img.data.length; v++) img.data[v] = Math.max(1, img.data[v]);
+  const t = compileTransforms({ erase: 1, mean: [0.5], std: [0.25], channels: 3 });
+  for (let i = 0; i < 10; i++) {
+    const p = t.params(1, 32, 32, sampleRng(1, 1, i));
+    const got = transformImage(t, img, sampleRng(1, 1, i));
+    const e = p.erase;
+    assert.ok(e, "p = 1 erases whenever a rectangle fits");
+    for (let c = 0; c < 3; c++)
+      for (let y = 0; y < 32; y++)
+        for (let x = 0; x < 32; x++) {
+          const inside: boolean = y >= e.y && y < e.y + e.h && x >= e.x && x < e.x + e.w;
+          const v = got.data[(c * 32 + y) * 32 + x];
+          const want: number = inside ? 0 : (img.data[y * 32 + x] / 255 - 0.5) / 0.25;
+          assert.ok(Math.abs(v - want) < 1e-5, `sample ${i} (${c},${y},${x}): ${v} vs ${want}`);
+        }
+  }
+  assert.throws(() => compileTransforms({ erase: 1.5 }), VggError);
+  const ds = { channels: 1, size: [28, 28] as [number, number], mean: [0.3], std: [0.35] };
+  assert.equal(presetTransforms(ds, { size: 32, erase: 0.5 }, true).erase, 0.5);
+  assert.equal(presetTransforms(ds, { size: 32, erase: 0.5 }, false).erase, undefined);
 });

@@ -34,15 +34,20 @@ interface TrainFlags extends Omit<ModelFlags, "init"> {
   inputSize?: number;
 }
 
-/** `--augment crop,flip,lighting` or `none`. */
-function parseAugment(s: string): { crop: boolean; flip: boolean; lighting: boolean } {
+/** `--augment crop,flip,lighting,erase` or `none`. */
+function parseAugment(s: string): { crop: boolean; flip: boolean; lighting: boolean; erase: boolean } {
   const parts = s
     .split(",")
     .map((p) => p.trim())
     .filter(Boolean);
-  const known = ["crop", "flip", "lighting", "none"];
+  const known = ["crop", "flip", "lighting", "erase", "none"];
   for (const p of parts) if (!known.includes(p)) throw new VggError(`--augment: unknown '${p}' (known: ${known.join(", ")})`);
-  return { crop: parts.includes("crop"), flip: parts.includes("flip"), lighting: parts.includes("lighting") };
+  return {
+    crop: parts.includes("crop"),
+    flip: parts.includes("flip"),
+    lighting: parts.includes("lighting"),
+    erase: parts.includes("erase"),
+  };
 }
 
 function parseScale(s: string | undefined): number | [number, number] | undefined {
@@ -73,7 +78,7 @@ export function register(program: Command): void {
     .option("--warmup <epochs>", "cosine: linear warm-up epochs", float)
     .option("--steps <n>", "stop after this many steps in all", positiveInt)
     .option("--no-shuffle", "keep the data order")
-    .option("--augment <list>", "crop,flip,lighting or none", "crop,flip")
+    .option("--augment <list>", "crop,flip,lighting,erase (random erasing, p 0.5) or none", "crop,flip")
     .option("--scale <S|Smin:Smax>", "training scale for variable-size images (paper: 256, 384, or 256:512 jittered)")
     .addOption(new Option("--fit <how>", "small images below the input size: pad or resize").choices(["pad", "resize"]).default("pad"))
     .addOption(
@@ -120,6 +125,7 @@ export function register(program: Command): void {
       flip: aug.flip,
       cropPadding: aug.crop ? undefined : 0,
       lighting: aug.lighting ? 0.1 : 0,
+      erase: aug.erase ? 0.5 : 0,
       scale: parseScale(o.scale),
       fit: o.fit,
       normalize: o.normalize,

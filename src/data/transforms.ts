@@ -323,6 +323,11 @@ export interface TransformConfig {
   flip?: boolean;
   /** AlexNet PCA lighting with this alpha std (the paper's "random RGB colour shift"; AlexNet used 0.1). */
   lighting?: number;
+  /**
+   * torchvision's RandomErasing with this probability (0.5 there): a rectangle of 2-33% of the area, aspect
+   * 0.3-3.3 (log-uniform), set to 0 after normalisation. Last step, after everything else.
+   */
+  erase?: number;
   /** Per-channel mean and std in [0, 1] units; omitted means no normalisation (values stay in [0, 1]). */
   mean?: number[];
   std?: number[];
@@ -346,6 +351,8 @@ export interface AugmentParams {
   flip: boolean;
   /** Lighting shift per input channel, [0, 1] units. */
   shift: number[] | null;
+  /** Erased rectangle in output coordinates, or null. */
+  erase: { y: number; x: number; h: number; w: number } | null;
 }
 
 export interface Transform {
@@ -377,6 +384,8 @@ export function compileTransforms(config: TransformConfig): Transform {
   if (cfg.randomCrop && !cropSize) throw new VggError("transforms: randomCrop needs a crop size");
   const alpha = cfg.lighting ?? 0;
   if (!(alpha >= 0)) throw new VggError(`transforms: invalid lighting std ${cfg.lighting}`);
+  const eraseP = cfg.erase ?? 0;
+  if (!(eraseP >= 0 && eraseP <= 1)) throw new VggError(`transforms: invalid erase probability ${cfg.erase}`);
   if ((cfg.mean === undefined) !== (cfg.std === undefined)) throw new VggError("transforms: give both mean and std, or neither");
   if (cfg.channels !== undefined && !(Number.isInteger(cfg.channels) && cfg.channels >= 1)) {
     throw new VggError(`transforms: invalid channel count ${cfg.channels}`);
@@ -428,7 +437,12 @@ export function compileTransforms(config: TransformConfig): Transform {
     }
     const flip = cfg.flip ? rng.float() < 0.5 : false;
     const shift = alpha > 0 ? lightingShift(c, alpha, rng) : null;
-    return { resized: [rh, rw], y: wy - g.oy, x: wx - g.ox, flip, shift };
+    let erase: AugmentParams["erase"] = null;
+    if (eraseP > 0) {
+      const [oh, ow] = cropSize ?? [g.H, g.W];
+      erase = eraseRect(oh, ow, eraseP, rng);
+    }
+    return { resized: [rh, rw], y: wy - g.oy, x: wx - g.ox, flip, shift, erase };
   };
 
   const apply = (img: Image, rng: Rng, out: Float32Array, offset: number): void => {
@@ -449,9 +463,38 @@ export function compileTransforms(config: TransformConfig): Transform {
     writeWindow(src, p.y, p.x, oh, ow, p.flip, a, b, out, offset);
     const plane = oh * ow;
     for (let ch = img.c; ch < oc; ch++) out.copyWithin(offset + ch * plane, offset, offset + plane);
+    const e = p.erase;
+    if (e) {
+      for (let ch = 0; ch < oc; ch++) {
+        for (let r = e.y; r < e.y + e.h; r++) {
+          const o = offset + ch * plane + r * ow + e.x;
+          out.fill(0, o, o + e.w);
+        }
+      }
+    }
   };
 
   return { config: cfg, outputShape, params, apply };
+}
+
+/**
+ * torchvision.transforms.RandomErasing.get_params with scale (0.02, 0.33) and ratio (0.3, 3.3): up to ten tries
+ * for a rectangle that fits, else nothing.
+ */
+export function eraseRect(h: number, w: number, p: number, rng: Rng): { y: number; x: number; h: number; w: number } | null {
+  if (!(rng.float() < p)) return null;
+  const area = h * w;
+  const lo = Math.log(0.3);
+  const hi = Math.log(3.3);
+  for (let t = 0; t < 10; t++) {
+    const a = area * (0.02 + 0.31 * rng.float());
+    const ratio = Math.exp(lo + (hi - lo) * rng.float());
+    const eh = Math.round(Math.sqrt(a * ratio));
+    const ew = Math.round(Math.sqrt(a / ratio));
+    if (!(eh >= 1 && ew >= 1 && eh < h && ew < w)) continue;
+    return { y: rng.int(h - eh + 1), x: rng.int(w - ew + 1), h: eh, w: ew };
+  }
+  return null;
 }
 
 /** out[c, r, x] = src[c, y + r, x0 + x'] * a[c] + b[c], zero source pixels outside, x' mirrored when flipping. */
@@ -522,6 +565,8 @@ export interface PresetOptions {
   flip?: boolean;
   /** Lighting alpha std; default 0.1 for variable-size (ImageNet-like) data, off for small fixed-size data. */
   lighting?: number;
+  /** Random erasing probability (training only; off by default). */
+  erase?: number;
   /** "meanstd" (default), "mean" (the paper: subtract the mean only) or "none". */
   normalize?: "meanstd" | "mean" | "none";
 }
@@ -574,6 +619,7 @@ export function presetTransforms(ds: DataStats, opts: PresetOptions, train: bool
       if (opts.lighting) cfg.lighting = opts.lighting;
     }
   }
+  if (train && opts.erase) cfg.erase = opts.erase;
   if (cfg.lighting === 0) delete cfg.lighting;
   return cfg;
 }

@@ -51,6 +51,8 @@ export interface TrainConfig {
   /** Random-crop padding for small fixed-size images. */
   cropPadding?: number;
   lighting?: number;
+  /** Random erasing probability (torchvision's RandomErasing). */
+  erase?: number;
   /** Training scale S (fixed) or [Smin, Smax] (jittered), for variable-size images. */
   scale?: number | [number, number];
   fit: "pad" | "resize";
@@ -122,6 +124,7 @@ export async function train(cfgIn: TrainConfig, log: Log = (l) => console.log(l)
     cropPadding: cfg.cropPadding,
     flip: cfg.flip,
     lighting: cfg.lighting,
+    erase: cfg.erase,
     normalize: cfg.normalize,
   };
   const trainTf = presetTransforms(ds, preset, true);
