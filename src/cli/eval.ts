@@ -1,10 +1,11 @@
-import type { Command } from "commander";
+import { type Command, Option } from "commander";
 import { BatchLoader } from "../data/loader.js";
 import { openDataset } from "../data/spec.js";
 import { presetTransforms } from "../data/transforms.js";
 import { VggError } from "../errors.js";
 import { evaluateMany } from "../eval/evaluate.js";
 import { scores } from "../eval/metrics.js";
+import { evaluateProtocol, PROTOCOLS, type Protocol, parseScales, subsetSplit } from "../eval/protocols.js";
 import { checkPrecision, type Precision } from "../precision.js";
 import { checkpointPreprocessing } from "../predict/preprocess.js";
 import { Predictor } from "../predictor.js";
@@ -23,6 +24,9 @@ interface EvalFlags extends ModelFlags, Omit<PrecisionFlags, "precision"> {
   threads?: number;
   json?: boolean;
   precision: string;
+  protocol: Protocol;
+  scales?: string;
+  limit?: number;
 }
 
 const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
@@ -37,6 +41,19 @@ export function register(program: Command): void {
         .option("--split <name>", "test or val", "test")
         .option("--input-size <s>", "network input size", positiveInt)
         .option("--threads <n>", "engine threads", positiveInt)
+        .addOption(
+          new Option(
+            "--protocol <p>",
+            "single (rescale, centre crop), dense (FC as convs, whole image + flip), multicrop (5x5 crops x 2 flips), dense+multicrop",
+          )
+            .choices(PROTOCOLS)
+            .default("single"),
+        )
+        .option(
+          "--scales <list>",
+          "test scales Q (image shorter side, in the data's pixels): 256,384,512 or relative S-32,S,S+32 / Smin,Smid,Smax",
+        )
+        .option("--limit <n>", "evaluate a seeded subset of n images", positiveInt)
         .option("--json", "print JSON"),
       false,
     ),
@@ -70,7 +87,40 @@ export function register(program: Command): void {
       inChannels: options.inChannels ?? ds.channels,
     });
     const weights = await loadWeights(model, o.weights);
-    const tf = presetTransforms(ds, { size: inputSize, channels: model.options.inChannels }, false);
+    const preset = meta?.preset ?? { size: inputSize };
+    const tf = presetTransforms(ds, { ...preset, size: inputSize, channels: model.options.inChannels }, false);
+    if (o.protocol !== "single" || o.scales !== undefined || o.limit !== undefined) {
+      if (precisions.some((p) => p !== "fp32")) throw new VggError("--protocol runs in fp32 only");
+      // The training scale: fixed S, jittered [Smin, Smax], or (small images trained without rescaling) their size.
+      const sc = preset.scale ?? (ds.size ? Math.min(...ds.size) : Math.round((inputSize * 256) / 224));
+      const [Smin, Smax] = typeof sc === "number" ? [sc, sc] : sc;
+      const S = Math.round((Smin + Smax) / 2);
+      const scales = o.scales ? parseScales(o.scales, { S, Smin, Smax }) : [S];
+      const sub = subsetSplit(split, o.limit);
+      const r = await evaluateProtocol(model, weights, sub, o.protocol, scales, {
+        values: { mean: tf.mean, std: tf.std, channels: tf.channels },
+        native: ds.size,
+        threads: o.threads,
+      });
+      const out = {
+        arch,
+        split: o.split,
+        protocol: r.protocol,
+        scales: r.scales,
+        n: r.n,
+        loss: r.loss,
+        top1: r.top1,
+        top5: r.top5,
+        top1Error: r.top1Error,
+        top5Error: r.top5Error,
+        seconds: r.seconds,
+      };
+      if (o.json) return console.log(JSON.stringify(out));
+      console.log(
+        `${arch} on ${o.data} ${o.split} (${r.n} images), ${r.protocol} at Q=${r.scales.join(",")}: top-1 ${pct(r.top1)}  top-5 ${pct(r.top5)}  loss ${r.loss.toFixed(4)}  (top-1 error ${pct(r.top1Error)}, top-5 error ${pct(r.top5Error)})  ${r.seconds.toFixed(1)} s`,
+      );
+      return;
+    }
     if (precisions.length === 1 && precisions[0] === "fp32") {
       const s = await evalWeights(model, weights, split, tf, o.threads);
       if (o.json) return console.log(JSON.stringify({ arch, split: o.split, ...s }));

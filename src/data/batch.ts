@@ -14,30 +14,35 @@ export interface BuiltBatch {
 }
 
 export class BatchBuilder {
-  private readonly t: Transform;
+  private readonly views: Transform[];
   constructor(
     private readonly source: Source,
-    config: TransformConfig,
+    /** One transform, or several views of each sample (test-time crops and flips): x holds n * views samples. */
+    config: TransformConfig | TransformConfig[],
     private readonly seed: number,
     /** [C, H, W] every sample must come out as. */
     private readonly shape: readonly [number, number, number],
   ) {
-    this.t = compileTransforms(config);
+    this.views = (Array.isArray(config) ? config : [config]).map(compileTransforms);
+    if (this.views.length === 0) throw new VggError("no transform views");
   }
 
   async build(epoch: number, indices: Int32Array): Promise<BuiltBatch> {
     const [C, H, W] = this.shape;
     const per = C * H * W;
     const n = indices.length;
-    const x = new Float32Array(n * per);
+    const V = this.views.length;
+    const x = new Float32Array(n * V * per);
     const y = new BigInt64Array(n);
     const src = this.source;
     const put = (k: number, img: Image, file?: string) => {
-      const [c, h, w] = this.t.outputShape(img.c, img.h, img.w);
-      if (c !== C || h !== H || w !== W) {
-        throw new VggError(`transforms give ${c}x${h}x${w} for a ${img.c}x${img.h}x${img.w} image, not ${C}x${H}x${W}`, file);
+      for (const [v, t] of this.views.entries()) {
+        const [c, h, w] = t.outputShape(img.c, img.h, img.w);
+        if (c !== C || h !== H || w !== W) {
+          throw new VggError(`transforms give ${c}x${h}x${w} for a ${img.c}x${img.h}x${img.w} image, not ${C}x${H}x${W}`, file);
+        }
+        t.apply(img, sampleRng(this.seed, epoch, indices[k]), x, (k * V + v) * per);
       }
-      this.t.apply(img, sampleRng(this.seed, epoch, indices[k]), x, k * per);
       y[k] = BigInt(src.labels[indices[k]]);
     };
     if (src.kind === "array") {

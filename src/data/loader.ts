@@ -19,7 +19,7 @@ import { keyedRng, permutation, STREAM } from "./rng.js";
 import { compileTransforms, type TransformConfig } from "./transforms.js";
 
 export type ToWorker =
-  | { type: "init"; source: Source; transforms: TransformConfig; seed: number; shape: [number, number, number] }
+  | { type: "init"; source: Source; transforms: TransformConfig | TransformConfig[]; seed: number; shape: [number, number, number] }
   | { type: "batch"; id: number; epoch: number; indices: Int32Array }
   | { type: "close" };
 
@@ -34,6 +34,11 @@ export interface LoaderOptions {
   /** Leave out the last, smaller batch of an epoch (default false). */
   dropLast?: boolean;
   transforms?: TransformConfig;
+  /**
+   * Several views of every sample instead of `transforms` (test-time crops and flips, all of one output size):
+   * a batch's x holds n * views.length samples, the views of sample k at k * views.length + v.
+   */
+  views?: TransformConfig[];
   /** Keys the epoch order and the augmentation. Default 0. */
   seed?: number;
   /** Worker threads; 0 builds batches on the calling thread. Default 1 for arrays, 2 for image files. */
@@ -165,6 +170,8 @@ export class BatchLoader {
   readonly dropLast: boolean;
   readonly seed: number;
   readonly transforms: TransformConfig;
+  /** Transform views per sample (one, `transforms`, unless LoaderOptions.views is given). */
+  readonly views: TransformConfig[];
   /** [C, H, W] of every sample. */
   readonly sampleShape: [number, number, number];
   readonly batchesPerEpoch: number;
@@ -190,7 +197,10 @@ export class BatchLoader {
     this.dropLast = opts.dropLast ?? false;
     this.seed = opts.seed ?? 0;
     if (!(Number.isSafeInteger(this.seed) && this.seed >= 0)) throw new VggError(`seed must be a non-negative integer, not ${opts.seed}`);
-    this.transforms = opts.transforms ?? {};
+    if (opts.views && opts.transforms) throw new VggError("loader: give transforms or views, not both");
+    if (opts.views && opts.views.length === 0) throw new VggError("loader: empty views");
+    this.views = opts.views ?? [opts.transforms ?? {}];
+    this.transforms = this.views[0];
     const t = compileTransforms(this.transforms);
     const src = split.source;
     if (src.kind === "array") {
@@ -251,7 +261,7 @@ export class BatchLoader {
       const source = shareSource(this.split.source);
       // sharp's native module must be loaded by the main thread before any worker loads it.
       if (source.kind === "files") await loadSharp();
-      const init: ToWorker = { type: "init", source, transforms: this.transforms, seed: this.seed, shape: this.sampleShape };
+      const init: ToWorker = { type: "init", source, transforms: this.views, seed: this.seed, shape: this.sampleShape };
       this.handles = Array.from({ length: this.workerCount }, () => new WorkerHandle(new Worker(WORKER_URL), init));
       return this.handles;
     })();
@@ -261,7 +271,7 @@ export class BatchLoader {
   private request(handles: WorkerHandle[] | null, epoch: number, batch: number): Promise<{ x: Float32Array; y: BigInt64Array }> {
     const indices = this.batchIndices(epoch, batch);
     if (!handles) {
-      this.inline ??= new BatchBuilder(this.split.source, this.transforms, this.seed, this.sampleShape);
+      this.inline ??= new BatchBuilder(this.split.source, this.views, this.seed, this.sampleShape);
       return this.inline.build(epoch, indices);
     }
     let h = handles[0];
@@ -308,7 +318,7 @@ export class BatchLoader {
           x,
           y,
           n: y.length,
-          shape: [y.length, C, H, W],
+          shape: [y.length * this.views.length, C, H, W],
           epoch: head.epoch,
           index: head.batch,
           next: this.after(head.epoch, head.batch),

@@ -319,8 +319,12 @@ export interface TransformConfig {
   /** Crop to this size: random position when `randomCrop`, else centred. */
   crop?: Size;
   randomCrop?: boolean;
+  /** Fixed crop position as fractions [fy, fx] of the free room (0 = top/left, 1 = bottom/right): multi-crop. */
+  cropAt?: [number, number];
   /** Random horizontal flip with probability 1/2. */
   flip?: boolean;
+  /** Always flip (a test-time view). */
+  hflip?: boolean;
   /** AlexNet PCA lighting with this alpha std (the paper's "random RGB colour shift"; AlexNet used 0.1). */
   lighting?: number;
   /**
@@ -382,6 +386,11 @@ export function compileTransforms(config: TransformConfig): Transform {
   if (!(Number.isInteger(cropPadding) && cropPadding >= 0)) throw new VggError(`transforms: invalid cropPadding ${cropPadding}`);
   if (cropPadding > 0 && !cropSize) throw new VggError("transforms: cropPadding needs a crop size");
   if (cfg.randomCrop && !cropSize) throw new VggError("transforms: randomCrop needs a crop size");
+  const at = cfg.cropAt;
+  if (at !== undefined) {
+    if (!cropSize || cfg.randomCrop) throw new VggError("transforms: cropAt needs a fixed (not random) crop size");
+    if (!(at.length === 2 && at.every((f) => f >= 0 && f <= 1))) throw new VggError(`transforms: invalid cropAt ${JSON.stringify(at)}`);
+  }
   const alpha = cfg.lighting ?? 0;
   if (!(alpha >= 0)) throw new VggError(`transforms: invalid lighting std ${cfg.lighting}`);
   const eraseP = cfg.erase ?? 0;
@@ -431,11 +440,13 @@ export function compileTransforms(config: TransformConfig): Transform {
     let wy = 0;
     let wx = 0;
     if (cropSize) {
-      [wy, wx] = cfg.randomCrop
-        ? randomCropOffset(g.H, g.W, cropSize[0], cropSize[1], rng)
-        : [centerOffset(g.H, cropSize[0]), centerOffset(g.W, cropSize[1])];
+      if (cfg.randomCrop) [wy, wx] = randomCropOffset(g.H, g.W, cropSize[0], cropSize[1], rng);
+      else if (at) {
+        const place = (room: number, win: number, f: number) => (room >= win ? Math.round(f * (room - win)) : centerOffset(room, win));
+        [wy, wx] = [place(g.H, cropSize[0], at[0]), place(g.W, cropSize[1], at[1])];
+      } else [wy, wx] = [centerOffset(g.H, cropSize[0]), centerOffset(g.W, cropSize[1])];
     }
-    const flip = cfg.flip ? rng.float() < 0.5 : false;
+    const flip = cfg.flip ? rng.float() < 0.5 : Boolean(cfg.hflip);
     const shift = alpha > 0 ? lightingShift(c, alpha, rng) : null;
     let erase: AugmentParams["erase"] = null;
     if (eraseP > 0) {
@@ -588,10 +599,14 @@ export function presetTransforms(ds: DataStats, opts: PresetOptions, train: bool
     cfg.std = opts.normalize === "mean" ? ds.mean.map(() => 1) : [...ds.std];
   }
   if (opts.channels !== undefined && opts.channels !== ds.channels) cfg.channels = opts.channels;
-  if (ds.size === null || ds.size[0] > size || ds.size[1] > size) {
+  // Rescaling to a training scale: images larger than the input, images of varying size, or small images when a
+  // scale is asked for (the paper's jittering at small scale, e.g. 28x28 images rescaled to [32, 48]).
+  if (ds.size === null || ds.size[0] > size || ds.size[1] > size || opts.scale !== undefined) {
     const s = opts.scale ?? Math.round((size * 256) / 224);
     const lo = typeof s === "number" ? s : s[0];
-    if (lo < size) throw new VggError(`training scale ${JSON.stringify(s)} is smaller than the ${size}-pixel crop`);
+    if (ds.size === null && lo < size) throw new VggError(`training scale ${JSON.stringify(s)} is smaller than the ${size}-pixel crop`);
+    // A scale under the input size (small fixed-size images only) leaves the image zero-padded to the input.
+    if (lo < size) cfg.padTo = size;
     if (train) {
       Object.assign(cfg, {
         scale: s,
