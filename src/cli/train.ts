@@ -30,6 +30,7 @@ interface TrainFlags extends Omit<ModelFlags, "init"> {
   workers?: number;
   threads?: number;
   resume?: boolean;
+  initFrom?: string;
   progress: boolean;
   inputSize?: number;
 }
@@ -90,6 +91,10 @@ export function register(program: Command): void {
     .option("--input-size <s>", "network input size (default: the data's, at least 32)", positiveInt)
     .option("--workers <n>", "data worker threads", int)
     .option("--threads <n>", "engine threads", positiveInt)
+    .option(
+      "--init-from <file>",
+      "a trained net A: copy its first four conv layers and its FC layers, the rest from --init (the paper's rule for B-E)",
+    )
     .option("--resume", "continue the run in --out from its last checkpoint")
     .option("--no-progress", "no progress bar");
   addModelOptions(cmd);
@@ -119,6 +124,7 @@ export function register(program: Command): void {
       patience: o.patience,
       warmup: o.warmup,
       init: o.init,
+      initFrom: o.initFrom,
       seed: o.seed ?? 0,
       steps: o.steps,
       shuffle: o.shuffle,

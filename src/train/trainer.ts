@@ -18,6 +18,7 @@ import { Predictor } from "../predictor.js";
 import { createSession } from "../runtime/ort.js";
 import type { StateDict } from "../tensor.js";
 import { INIT_SCHEMES, type InitScheme, initWeights } from "../weights/init.js";
+import { initFromFile } from "../weights/init-from.js";
 import { loadWeights } from "../weights/load.js";
 import { buildModel, type ModelOptions, type VggModel } from "../zoo/model.js";
 import { type Checkpoint, checkpointPaths, loadCheckpoint, type ModelMeta, saveCheckpoint, type TrainerState } from "./checkpoint.js";
@@ -43,6 +44,8 @@ export interface TrainConfig {
   warmup?: number;
   /** A weights file, or an init scheme name. */
   init: string;
+  /** A trained net A: its first four convs and its FC layers replace those of the fresh init (the paper's rule). */
+  initFrom?: string;
   seed: number;
   /** Stop after this many steps in all (smoke runs). */
   steps?: number;
@@ -84,6 +87,8 @@ export interface TrainResult {
   test: Scores | null;
   weights: string;
   seconds: number;
+  /** What --init-from copied (absent without it, or on resume). */
+  initFrom?: string;
 }
 
 type Log = (line: string) => void;
@@ -142,6 +147,7 @@ export async function train(cfgIn: TrainConfig, log: Log = (l) => console.log(l)
 
   let weights: StateDict;
   let momentum: StateDict;
+  let initFromSummary: string | undefined;
   let state: TrainerState;
   const schedule = new Schedule(
     { kind: cfg.schedule, lr: cfg.lr, epochs: cfg.epochs, patience: cfg.patience, warmup: cfg.warmup },
@@ -154,6 +160,12 @@ export async function train(cfgIn: TrainConfig, log: Log = (l) => console.log(l)
     state = ckpt.state;
   } else {
     weights = await initialWeights(model, cfg.init, cfg.seed);
+    if (cfg.initFrom) {
+      const r = await initFromFile(model, weights, cfg.initFrom);
+      weights = r.weights;
+      initFromSummary = r.summary;
+      log(`${cfg.initFrom}: ${r.summary}`);
+    }
     momentum = zeroMomentum(model, sgd);
     state = { epoch: 0, step: 0, schedule: schedule.state, bestValAcc: -1, bestEpoch: -1, args: { ...cfg } as Record<string, unknown> };
     writeFileSync(join(dir, "metrics.jsonl"), "");
@@ -278,6 +290,7 @@ export async function train(cfgIn: TrainConfig, log: Log = (l) => console.log(l)
     test,
     weights: bestPath,
     seconds: (performance.now() - t0) / 1000,
+    initFrom: initFromSummary,
   };
   writeFileSync(
     join(dir, "result.json"),
