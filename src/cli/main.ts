@@ -14,6 +14,7 @@ import { register as registerExport } from "./export.js";
 import { register as registerInfer } from "./infer.js";
 import { register as registerList } from "./list.js";
 import { register as registerPredict } from "./predict.js";
+import { register as registerReproduce } from "./reproduce.js";
 import { register as registerServeDemo } from "./serve-demo.js";
 import { register as registerSummary } from "./summary.js";
 import { register as registerTrain } from "./train.js";
@@ -45,6 +46,7 @@ for (const r of [
   registerBench,
   registerBenchTrain,
   registerTrain,
+  registerReproduce,
   registerEval,
   registerServeDemo,
 ])

@@ -1,0 +1,65 @@
+/**
+ * Opens a report.html in Debian's Chromium from file:// with every non-file, non-data request blocked, waits for
+ * its charts, and reports what a test needs to check: canvases' inked pixels, images' decoded widths, blocked
+ * requests and page errors. Saves a full-page screenshot.
+ */
+import * as fs from "node:fs";
+import { dirname, join } from "node:path";
+import { chromium } from "playwright-core";
+
+export const CHROMIUM = "/usr/bin/chromium";
+export const chromiumSkip = fs.existsSync(CHROMIUM) ? false : `needs ${CHROMIUM} (apt-get install -y chromium; CI installs it)`;
+
+export interface PageCheck {
+  canvases: { id: string; n: number; w: number; h: number }[];
+  images: number[];
+  blocked: string[];
+  errors: string[];
+}
+
+export async function openReport(file: string, charts: number, screenshot: string): Promise<PageCheck> {
+  fs.mkdirSync(dirname(screenshot), { recursive: true });
+  const ctx = await chromium.launchPersistentContext(fs.mkdtempSync(join(dirname(file), "chromium-")), {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [
+      "--headless",
+      "--no-sandbox",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
+    viewport: { width: 1280, height: 900 },
+  });
+  try {
+    const blocked: string[] = [];
+    const errors: string[] = [];
+    await ctx.route("**", (route) => {
+      const u = route.request().url();
+      if (/^(file|data):/.test(u)) return route.continue();
+      blocked.push(u);
+      return route.abort();
+    });
+    const page = ctx.pages()[0] ?? (await ctx.newPage());
+    page.on("console", (m) => {
+      if (m.type() === "error") errors.push(m.text());
+    });
+    page.on("pageerror", (e) => errors.push(e.message));
+    await page.goto(`file://${file}`);
+    await page.waitForFunction(`window.__chartsRendered === ${charts}`, undefined, { timeout: 20_000 });
+    // (Browser-side code as strings: the tests compile without the DOM's types.)
+    const canvases = (await page.evaluate(`Array.from(document.querySelectorAll("canvas")).map((c) => {
+      const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+      let n = 0;
+      for (let i = 3; i < d.length; i += 4) if (d[i] !== 0) n++;
+      return { id: c.id, n, w: c.width, h: c.height };
+    })`)) as PageCheck["canvases"];
+    const images = (await page.evaluate(`Array.from(document.images).map((i) => i.complete && i.naturalWidth)`)) as number[];
+    await page.evaluate(`document.querySelectorAll("details").forEach((d, i) => { d.open = i < 2; })`);
+    await page.screenshot({ path: screenshot, fullPage: true });
+    return { canvases, images, blocked, errors };
+  } finally {
+    await ctx.close();
+  }
+}
