@@ -1,5 +1,8 @@
 import assert from "node:assert/strict";
+import * as fs from "node:fs";
+import { join } from "node:path";
 import { test } from "node:test";
+import sharp from "sharp";
 import { compileSpec, openCompiled } from "../src/compile.js";
 import type { Split } from "../src/data/dataset.js";
 import { keyedRng } from "../src/data/rng.js";
@@ -8,7 +11,9 @@ import { buildDenseGraph } from "../src/graph/dense.js";
 import { Predictor } from "../src/predictor.js";
 import type { StateDict } from "../src/tensor.js";
 import { initWeights } from "../src/weights/init.js";
+import { writeSafetensors } from "../src/weights/safetensors.js";
 import { buildModel, type ModelOptions } from "../src/zoo/model.js";
+import { assertCleanError, pool, tmp, vgg, vggAsync } from "./helpers.js";
 
 function randomInput(shape: number[], seed: number): Float32Array {
   const r = keyedRng(seed, 7);
@@ -181,4 +186,45 @@ test("scales: absolute, relative to S, Smin/Smid/Smax; bad ones rejected", () =>
   assert.equal(sub.indices.length, 10);
   assert.deepEqual(sub.indices, subsetSplit(s, 10, 3).indices);
   assert.ok(sub.indices.every((v, k) => k === 0 || v > sub.indices[k - 1]));
+});
+
+test("vgg eval --protocol on a folder of differently sized images (ImageNet layout), JSON out", { timeout: 120_000 }, async () => {
+  const dir = tmp("vgg-protocols-");
+  try {
+    const r = keyedRng(4, 4);
+    let k = 0;
+    for (const split of ["train", "val"])
+      for (const cls of ["cat", "dog"])
+        for (let j = 0; j < 3; j++) {
+          const [w, h] = [40 + 7 * k, 36 + 5 * (k % 3)];
+          k++;
+          fs.mkdirSync(join(dir, split, cls), { recursive: true });
+          const px = Buffer.from(Uint8Array.from({ length: w * h * 3 }, () => r.int(256)));
+          await sharp(px, { raw: { width: w, height: h, channels: 3 } })
+            .png()
+            .toFile(join(dir, split, cls, `${j}.png`));
+        }
+    const o: ModelOptions = { inputSize: 32, widthDivisor: 16, numClasses: 2 };
+    const wfile = join(dir, "w.safetensors");
+    writeSafetensors(wfile, initWeights(buildModel("vgg11", o), "torchvision", 1));
+    const base = ["eval", "--weights", wfile, "--arch", "vgg11", "--width-divisor", "16", "--num-classes", "2", "--input-size", "32"];
+    const runs = await pool(
+      ["single", "dense", "multicrop", "dense+multicrop"].map(
+        (p) => () => vggAsync([...base, "--data", `folder:${dir}`, "--protocol", p, "--scales", "36,48", "--json"]),
+      ),
+    );
+    for (const [i, p] of ["single", "dense", "multicrop", "dense+multicrop"].entries()) {
+      assert.equal(runs[i].status, 0, runs[i].stderr);
+      const j = JSON.parse(runs[i].stdout);
+      assert.equal(j.protocol, p);
+      assert.deepEqual(j.scales, [36, 48]);
+      assert.equal(j.n, 6);
+      for (const key of ["top1", "top5", "top1Error", "top5Error", "loss"]) assert.ok(Number.isFinite(j[key]), key);
+      assert.equal(j.top5, 1, "two classes: the true one is always in the top 5");
+    }
+    assertCleanError(vgg([...base, "--data", `folder:${dir}`, "--protocol", "dense", "--scales", "S*2"]), /--scales/);
+    assertCleanError(vgg([...base, "--data", `folder:${dir}`, "--protocol", "dense", "--precision", "int8"]), /fp32 only/);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });
