@@ -41,10 +41,9 @@ export async function* predictFiles(predictor: Predictor, files: readonly string
   if (!predictor.taps.includes("logits")) throw new VggError("the predictor must output 'logits'");
   const shape = predictor.model.inputShape;
   const per = numel(shape);
-  for (let b = 0; b < files.length; b += batchSize) {
-    const chunk = files.slice(b, b + batchSize);
-    const decoded = await Promise.all(
-      chunk.map(async (file) => {
+  const decodeChunk = (b: number) =>
+    Promise.all(
+      files.slice(b, b + batchSize).map(async (file) => {
         try {
           return { file, img: await loadImage(file, opts.preprocessing) };
         } catch (err) {
@@ -55,6 +54,14 @@ export async function* predictFiles(predictor: Predictor, files: readonly string
         }
       }),
     );
+  // One chunk decodes ahead: libvips works on its own threads while the engine runs this chunk, so both cores stay
+  // busy, and memory holds at most two chunks whatever the number of files.
+  let ahead: ReturnType<typeof decodeChunk> | null = files.length > 0 ? decodeChunk(0) : null;
+  for (let b = 0; ahead; b += batchSize) {
+    const decoded = await ahead;
+    ahead = b + batchSize < files.length ? decodeChunk(b + batchSize) : null;
+    // If the consumer stops early, the chunk decoding ahead must not become an unhandled rejection.
+    ahead?.catch(() => {});
     const ok = decoded.filter((d) => d !== null);
     if (ok.length === 0) continue;
     const x = new Float32Array(ok.length * per);

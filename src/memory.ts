@@ -1,0 +1,78 @@
+/**
+ * Peak memory estimates, so a run that cannot fit is refused before it starts rather than killed by the OS half
+ * way. The model is a few measured terms (bench/results/memory-*.md has the fit and the check against real peak
+ * RSS); it errs high on purpose, and `--no-memory-check` (or VGG_NO_MEMORY_CHECK=1) skips the check.
+ * - Runtime: Node, ONNX Runtime and their libraries, about 150 MiB.
+ * - Inference: ORT's weights plus its prepacked copies (1.6x the weights); per image, two live activations of the
+ *   largest layer.
+ * - Training: weights, momentum, both as graph inputs and as new outputs (copied to JS), gradients and the
+ *   Winograd-transformed kernels: 10x the weights; activations kept for the backward pass and their gradients:
+ *   3x the sum of all layer outputs; the largest im2col buffer (C*k*k x H*W*N).
+ */
+import { readFileSync } from "node:fs";
+import { freemem } from "node:os";
+import { VggError } from "./errors.js";
+import type { ConvAttrs } from "./ops/conv.js";
+import { numel } from "./tensor.js";
+import { stateSpec, type VggModel } from "./zoo/model.js";
+
+const MiB = 2 ** 20;
+export const RUNTIME_BYTES = 150 * MiB;
+
+export interface MemoryEstimate {
+  total: number;
+  parts: { runtime: number; weights: number; activations: number; workspace: number };
+}
+
+function sizes(m: VggModel) {
+  const weights = stateSpec(m).reduce((n, e) => n + numel(e.param.shape), 0) * 4;
+  const perImage = m.layers.reduce((n, l) => n + numel(l.outShape), 0) * 4;
+  const largest = Math.max(...m.layers.map((l) => numel(l.outShape))) * 4;
+  const im2col = Math.max(
+    0,
+    ...m.layers.filter((l) => l.kind === "conv").map((l) => (l.attrs as ConvAttrs).inC * (l.attrs as ConvAttrs).kernel ** 2 * l.inShape[1] * l.inShape[2] * 4),
+  );
+  return { weights, perImage, largest, im2col };
+}
+
+export function estimateInference(m: VggModel, batch: number, weightBytesPerParam = 4): MemoryEstimate {
+  const s = sizes(m);
+  const parts = { runtime: RUNTIME_BYTES, weights: 1.6 * s.weights * (weightBytesPerParam / 4), activations: 2 * batch * s.largest, workspace: 0 };
+  return { total: parts.runtime + parts.weights + parts.activations + parts.workspace, parts };
+}
+
+export function estimateTraining(m: VggModel, batch: number): MemoryEstimate {
+  const s = sizes(m);
+  const parts = { runtime: RUNTIME_BYTES, weights: 10 * s.weights, activations: 3 * batch * s.perImage, workspace: batch * s.im2col };
+  return { total: parts.runtime + parts.weights + parts.activations + parts.workspace, parts };
+}
+
+/** Memory this process may still use: MemAvailable, or the cgroup's limit minus its usage when that is lower. */
+export function availableMemory(): number {
+  let avail = freemem();
+  try {
+    const m = /MemAvailable:\s+(\d+) kB/.exec(readFileSync("/proc/meminfo", "utf8"));
+    if (m) avail = Number(m[1]) * 1024;
+  } catch {}
+  try {
+    const max = readFileSync("/sys/fs/cgroup/memory.max", "utf8").trim();
+    if (max !== "max") {
+      const used = Number(readFileSync("/sys/fs/cgroup/memory.current", "utf8").trim());
+      avail = Math.min(avail, Number(max) - used);
+    }
+  } catch {}
+  return avail;
+}
+
+export const fmtMiB = (b: number): string => (b >= 10 * 2 ** 30 ? `${(b / 2 ** 30).toFixed(1)} GiB` : `${(b / MiB).toFixed(0)} MiB`);
+
+/** Refuses a run whose estimate exceeds the memory available, naming the estimate and what to change. */
+export function checkMemory(what: string, e: MemoryEstimate, hint: string): void {
+  if (process.env.VGG_NO_MEMORY_CHECK === "1") return;
+  const avail = availableMemory();
+  if (e.total <= avail) return;
+  const p = e.parts;
+  throw new VggError(
+    `${what} needs about ${fmtMiB(e.total)} (weights and optimizer ${fmtMiB(p.weights)}, activations ${fmtMiB(p.activations)}, workspace ${fmtMiB(p.workspace)}, runtime ${fmtMiB(p.runtime)}) but ${fmtMiB(avail)} is available: ${hint}, or pass --no-memory-check (VGG_NO_MEMORY_CHECK=1) if the estimate is wrong`,
+  );
+}
