@@ -45,7 +45,10 @@ function flags(c: Case): string[] {
 
 const rows: string[] = [];
 for (const c of CASES) {
-  const r = spawnSync(process.execPath, [join(ROOT, "bin", "vgg.js"), ...flags(c)], { encoding: "utf8", env: { ...process.env, VGG_NO_MEMORY_CHECK: "1" } });
+  const r = spawnSync(process.execPath, [join(ROOT, "bin", "vgg.js"), ...flags(c)], {
+    encoding: "utf8",
+    env: { ...process.env, VGG_NO_MEMORY_CHECK: "1" },
+  });
   const line = r.stdout.trim().split("\n").pop() ?? "";
   if (r.status !== 0) throw new Error(`vgg ${flags(c).join(" ")}: ${r.stderr}`);
   const measured = (JSON.parse(line) as { peakRssMB: number }).peakRssMB * 2 ** 20;
@@ -66,7 +69,10 @@ const md = [
   "",
 ].join("\n");
 const outArg = process.argv.indexOf("--out");
-const out = outArg > 0 ? process.argv[outArg + 1] : join(ROOT, "bench", "results", `memory-${new Date().toISOString().slice(0, 16).replace(":", "")}.md`);
+const out =
+  outArg > 0
+    ? process.argv[outArg + 1]
+    : join(ROOT, "bench", "results", `memory-${new Date().toISOString().slice(0, 16).replace(":", "")}.md`);
 mkdirSync(dirname(out), { recursive: true });
 writeFileSync(out, md);
 console.log(`wrote ${out}`);

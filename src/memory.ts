@@ -30,14 +30,21 @@ function sizes(m: VggModel) {
   const largest = Math.max(...m.layers.map((l) => numel(l.outShape))) * 4;
   const im2col = Math.max(
     0,
-    ...m.layers.filter((l) => l.kind === "conv").map((l) => (l.attrs as ConvAttrs).inC * (l.attrs as ConvAttrs).kernel ** 2 * l.inShape[1] * l.inShape[2] * 4),
+    ...m.layers
+      .filter((l) => l.kind === "conv")
+      .map((l) => (l.attrs as ConvAttrs).inC * (l.attrs as ConvAttrs).kernel ** 2 * l.inShape[1] * l.inShape[2] * 4),
   );
   return { weights, perImage, largest, im2col };
 }
 
 export function estimateInference(m: VggModel, batch: number, weightBytesPerParam = 4): MemoryEstimate {
   const s = sizes(m);
-  const parts = { runtime: RUNTIME_BYTES, weights: 1.6 * s.weights * (weightBytesPerParam / 4), activations: 2 * batch * s.largest, workspace: 0 };
+  const parts = {
+    runtime: RUNTIME_BYTES,
+    weights: 1.6 * s.weights * (weightBytesPerParam / 4),
+    activations: 2 * batch * s.largest,
+    workspace: 0,
+  };
   return { total: parts.runtime + parts.weights + parts.activations + parts.workspace, parts };
 }
 
