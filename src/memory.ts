@@ -54,12 +54,24 @@ export function estimateTraining(m: VggModel, batch: number): MemoryEstimate {
   return { total: parts.runtime + parts.weights + parts.activations + parts.workspace, parts };
 }
 
-/** Memory this process may still use: MemAvailable, or the cgroup's limit minus its usage when that is lower. */
+/** VGG_MEMORY_LIMIT=4G (or 512M, or bytes): a cap of the user's own below what the machine has. */
+function userLimit(): number {
+  const v = process.env.VGG_MEMORY_LIMIT;
+  if (!v) return Number.POSITIVE_INFINITY;
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*$/i.exec(v);
+  if (!m) throw new VggError(`VGG_MEMORY_LIMIT: cannot read '${v}' (want e.g. 4G, 512M or a byte count)`);
+  return Number(m[1]) * 1024 ** "BKMGT".indexOf((m[2] || "B").toUpperCase());
+}
+
+/**
+ * Memory this process may still use: MemAvailable, the cgroup's limit minus its usage, or VGG_MEMORY_LIMIT, whichever
+ * is lowest.
+ */
 export function availableMemory(): number {
-  let avail = freemem();
+  let avail = Math.min(freemem(), userLimit());
   try {
     const m = /MemAvailable:\s+(\d+) kB/.exec(readFileSync("/proc/meminfo", "utf8"));
-    if (m) avail = Number(m[1]) * 1024;
+    if (m) avail = Math.min(Number(m[1]) * 1024, userLimit());
   } catch {}
   try {
     const max = readFileSync("/sys/fs/cgroup/memory.max", "utf8").trim();
@@ -82,4 +94,9 @@ export function checkMemory(what: string, e: MemoryEstimate, hint: string): void
   throw new VggError(
     `${what} needs about ${fmtMiB(e.total)} (weights and optimizer ${fmtMiB(p.weights)}, activations ${fmtMiB(p.activations)}, workspace ${fmtMiB(p.workspace)}, runtime ${fmtMiB(p.runtime)}) but ${fmtMiB(avail)} is available: ${hint}, or pass --no-memory-check (VGG_NO_MEMORY_CHECK=1) if the estimate is wrong`,
   );
+}
+
+/** Evaluation batch: up to 256 images, fewer where the largest activations would pass about 512 MiB (224 inputs). */
+export function evalBatchSize(m: VggModel): number {
+  return Math.max(1, Math.min(256, Math.floor((512 * MiB) / (2 * sizes(m).largest))));
 }

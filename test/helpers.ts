@@ -13,8 +13,13 @@ export interface RunResult {
   stderr: string;
 }
 
-export function vgg(args: string[], opts: { timeout?: number } = {}): RunResult {
-  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: "utf8", timeout: opts.timeout ?? 120_000, cwd: ROOT });
+export function vgg(args: string[], opts: { timeout?: number; env?: Record<string, string> } = {}): RunResult {
+  const r = spawnSync(process.execPath, [BIN, ...args], {
+    encoding: "utf8",
+    timeout: opts.timeout ?? 120_000,
+    cwd: ROOT,
+    env: opts.env ? { ...process.env, ...opts.env } : undefined,
+  });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 

@@ -6,9 +6,11 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import { join } from "node:path";
 import { after, test } from "node:test";
+import { readIdxImages, readIdxLabels } from "../src/data/idx.js";
 import { FASHION_MNIST_DIR } from "../src/data/spec.js";
 import { CHART_COUNT } from "../src/reproduce/html.js";
 import type { ReproduceResults } from "../src/reproduce/results.js";
+import { writeNpy } from "../src/weights/npy.js";
 import { assertCleanError, ROOT, tmp, vgg } from "./helpers.js";
 import { chromiumSkip, openReport } from "./report-browser.js";
 
@@ -82,4 +84,61 @@ test("vgg reproduce: seven runs, four protocols each, tables like the paper's, t
     assertCleanError(vgg(["reproduce", "--out", out, "--jitter", "48:32"]), /--jitter/);
     assertCleanError(vgg(["reproduce", "--out", out, "--configs", "B", "--epochs", "1"]), /init-from-a needs config A/);
   });
+});
+
+test("vgg reproduce --budget-minutes plans epochs and test images from measured speed (a 700-image subset)", {
+  skip: noData,
+  timeout: 300_000,
+}, () => {
+  const x = readIdxImages(join(FASHION_MNIST_DIR, "t10k-images-idx3-ubyte.gz"));
+  const y = readIdxLabels(join(FASHION_MNIST_DIR, "t10k-labels-idx1-ubyte.gz"));
+  const px = 28 * 28;
+  const part = (lo: number, hi: number, name: string) => {
+    writeNpy(join(dir, `${name}-x.npy`), {
+      dtype: "uint8",
+      shape: [hi - lo, 28, 28],
+      data: (x.data as Uint8Array).slice(lo * px, hi * px),
+    });
+    writeNpy(join(dir, `${name}-y.npy`), {
+      dtype: "int64",
+      shape: [hi - lo],
+      data: BigInt64Array.from(y.subarray(lo, hi), (v) => BigInt(v)),
+    });
+    return `${join(dir, `${name}-x.npy`)},${join(dir, `${name}-y.npy`)}`;
+  };
+  const data = `npy:${part(0, 500, "train")};${part(500, 700, "test")}`;
+  const o = join(dir, "budget");
+  const r = vgg(
+    [
+      "reproduce",
+      "--out",
+      o,
+      "--data",
+      data,
+      "--budget-minutes",
+      "0.5",
+      "--configs",
+      "A,B",
+      "--jitter-config",
+      "none",
+      "--width-divisor",
+      "16",
+      "--val",
+      "50",
+      "--no-progress",
+    ],
+    { timeout: 280_000 },
+  );
+  assert.equal(r.status, 0, r.stderr);
+  const m = /plan: (\d+) epochs per run .* protocols on (\d+) test images/.exec(r.stdout);
+  assert.ok(m, r.stdout);
+  const res = JSON.parse(fs.readFileSync(join(o, "results.json"), "utf8")) as ReproduceResults;
+  assert.equal(res.settings.epochs, Number(m[1]));
+  assert.ok(res.settings.epochs >= 1);
+  assert.equal(res.settings.testImages, Math.min(200, Number(m[2])));
+  assert.deepEqual(
+    res.configs.map((c) => c.epochs.length),
+    [res.settings.epochs, res.settings.epochs],
+  );
+  assert.equal(res.settings.budgetMinutes, 0.5);
 });

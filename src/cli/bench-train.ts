@@ -1,5 +1,7 @@
 import type { Command } from "commander";
+import { checkMemory, estimateTraining } from "../memory.js";
 import { benchTrain } from "../train/bench.js";
+import { buildModel } from "../zoo/model.js";
 import { addArchOptions, type ModelFlags, modelOptions, positiveInt } from "./options.js";
 
 interface Flags extends ModelFlags {
@@ -28,6 +30,12 @@ export function register(program: Command): void {
       .option("--profile <prefix>", "write ORT's JSON profile")
       .option("--json", "print one JSON line"),
   ).action(async (o: Flags) => {
+    const model = { ...modelOptions(o), dropout: o.dropout ?? 0 };
+    checkMemory(
+      `training ${o.arch} at batch ${o.batch}`,
+      estimateTraining(buildModel(o.arch, model), o.batch),
+      "use a smaller --batch or --input-size",
+    );
     const r = await benchTrain({
       arch: o.arch,
       model: { ...modelOptions(o), dropout: o.dropout ?? 0 },

@@ -1,4 +1,5 @@
 import type { Command } from "commander";
+import { checkMemory, estimateInference } from "../memory.js";
 import { Predictor } from "../predictor.js";
 import { float32, numel } from "../tensor.js";
 import { Rng } from "../weights/init.js";
@@ -38,7 +39,9 @@ export function register(program: Command): void {
     { preset: true },
   ).action(async (o: BenchFlags) => {
     const t0 = performance.now();
-    const shape0 = buildModel(o.arch, modelOptions(o)).inputShape;
+    const planned = buildModel(o.arch, modelOptions(o));
+    checkMemory(`inference with ${o.arch} at batch ${o.batch}`, estimateInference(planned, o.batch), "use a smaller --batch");
+    const shape0 = planned.inputShape;
     const prec = await precisionOptions(o, o.precision, shape0, () => calibrationPreprocessing(o, shape0));
     const p = await Predictor.create(o.arch, {
       ...modelOptions(o),

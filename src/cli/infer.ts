@@ -1,5 +1,6 @@
 import type { Command } from "commander";
 import { VggError } from "../errors.js";
+import { checkMemory, estimateInference } from "../memory.js";
 import { Predictor } from "../predictor.js";
 import { numel, type Tensor } from "../tensor.js";
 import { readNpy, writeNpy } from "../weights/npy.js";
@@ -39,7 +40,13 @@ export function register(program: Command): void {
     const tap = o.tap ?? "logits";
     let p: Predictor;
     try {
-      const shape = buildModel(o.arch, modelOptions(o, h)).inputShape;
+      const model = buildModel(o.arch, modelOptions(o, h));
+      const shape = model.inputShape;
+      checkMemory(
+        `inference with ${o.arch} at batch ${Math.min(n, o.batchSize)}`,
+        estimateInference(model, Math.min(n, o.batchSize)),
+        "use a smaller --batch-size",
+      );
       const prec = await precisionOptions(o, o.precision, shape, () => calibrationPreprocessing(o, shape));
       p = await Predictor.create(o.arch, {
         ...modelOptions(o, h),

@@ -2,6 +2,7 @@ import { mkdirSync } from "node:fs";
 import { basename, extname, join } from "node:path";
 import { type Command, Option } from "commander";
 import { VggError } from "../errors.js";
+import { checkMemory, estimateInference } from "../memory.js";
 import { featureGrid, writeGrayPng } from "../predict/grid.js";
 import { expandInputs, type Skipped } from "../predict/inputs.js";
 import { type Prediction, predictFiles } from "../predict/predict.js";
@@ -110,7 +111,9 @@ export function register(program: Command): void {
         o.weights ? "the weights file has no model description: pass --arch" : "pass --arch NAME (and --weights FILE)",
         o.weights,
       );
-    const [channels, size] = buildModel(arch, options).inputShape;
+    const planned = buildModel(arch, options);
+    const [channels, size] = planned.inputShape;
+    checkMemory(`inference with ${arch} at batch ${o.batchSize}`, estimateInference(planned, o.batchSize), "use a smaller --batch-size");
     let prep: Preprocessing;
     if (o.preset || !meta) {
       if (channels !== 3) throw new VggError(`the ${o.preset ?? "torchvision"} preset is for 3-channel models, this one takes ${channels}`);

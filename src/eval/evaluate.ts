@@ -2,10 +2,16 @@
 import type { Split } from "../data/dataset.js";
 import { BatchLoader } from "../data/loader.js";
 import type { TransformConfig } from "../data/transforms.js";
+import { evalBatchSize } from "../memory.js";
 import type { Predictor } from "../predictor.js";
 import { addBatch, newTally, type Tally } from "./metrics.js";
 
-export async function evaluate(p: Predictor, split: Split, transforms: TransformConfig, batchSize = 256): Promise<Tally> {
+export async function evaluate(
+  p: Predictor,
+  split: Split,
+  transforms: TransformConfig,
+  batchSize = evalBatchSize(p.model),
+): Promise<Tally> {
   const classes = p.model.options.numClasses;
   const tally = newTally(classes);
   const loader = new BatchLoader(split, { batchSize, shuffle: false, dropLast: false, transforms });
@@ -39,7 +45,7 @@ export async function evaluateMany(
   ps: Predictor[],
   split: Split,
   transforms: TransformConfig,
-  batchSize = 256,
+  batchSize = evalBatchSize(ps[0].model),
 ): Promise<{ tallies: Tally[]; agreement: number[] }> {
   const classes = ps[0].model.options.numClasses;
   const tallies = ps.map(() => newTally(classes));

@@ -15,6 +15,7 @@ import { keyedRng, permutation } from "../data/rng.js";
 import { compileTransforms, type TransformConfig } from "../data/transforms.js";
 import { VggError } from "../errors.js";
 import { buildDenseGraph, denseMinMap } from "../graph/dense.js";
+import { evalBatchSize } from "../memory.js";
 import { Predictor } from "../predictor.js";
 import type { Session } from "../runtime/ort.js";
 import type { StateDict } from "../tensor.js";
@@ -149,7 +150,7 @@ async function accumulate(
   }
   if (kind !== "dense" || o.native) {
     // Fixed-size views: batches from the loader's workers.
-    const batchSize = Math.max(1, Math.floor((o.batchSize ?? 256) / V));
+    const batchSize = Math.max(1, Math.floor((o.batchSize ?? evalBatchSize(m)) / V));
     const loader = new BatchLoader(split, { batchSize, shuffle: false, views });
     try {
       let at = 0;

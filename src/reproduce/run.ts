@@ -117,7 +117,9 @@ export async function reproduce(o: ReproduceOptions, log: (l: string) => void = 
   if (epochs === undefined || testImages === undefined) {
     log(`measuring training speed of ${runs.length} runs for the ${o.budgetMinutes}-minute budget...`);
     let epochSeconds = 0;
+    let fixedSeconds = 0;
     let evalSecondsPerImage = 0;
+    const valImages = ds.splits.val?.indices.length ?? 0;
     for (const r of runs) {
       const b = await benchTrain({
         arch: r.arch,
@@ -131,13 +133,17 @@ export async function reproduce(o: ReproduceOptions, log: (l: string) => void = 
         decayExempt: "none",
         threads: o.threads,
       });
-      // Data, validation and checkpoints add about a tenth; a forward pass is about a third of a training step.
-      epochSeconds += (1.1 * trainImages) / b.imagesPerSecond;
+      // Data loading adds about a tenth; a forward pass (validation, test) is about a third of a training step;
+      // each epoch also opens an evaluation session and writes checkpoints (about half a second), and each run
+      // builds its step graph and ends with the trainer's own test pass.
+      const fwd = 3 * b.imagesPerSecond;
+      epochSeconds += (1.1 * trainImages) / b.imagesPerSecond + valImages / fwd + 0.5;
+      fixedSeconds += 3 + ds.splits.test!.indices.length / fwd;
       evalSecondsPerImage += forwardsPerImage(r.trainScale, o.inputSize) / (3 * b.imagesPerSecond);
       log(`  ${r.name} (${r.arch}, S ${scaleText(r.trainScale)}): ${b.imagesPerSecond.toFixed(0)} img/s`);
     }
     const budget = o.budgetMinutes * 60;
-    epochs ??= Math.max(1, Math.floor((0.75 * budget) / epochSeconds));
+    epochs ??= Math.max(1, Math.floor((0.75 * budget - fixedSeconds) / epochSeconds));
     testImages ??= Math.max(100, Math.min(ds.splits.test.indices.length, Math.floor((0.2 * budget) / evalSecondsPerImage)));
     log(`plan: ${epochs} epochs per run (about ${((epochs * epochSeconds) / 60).toFixed(0)} min), protocols on ${testImages} test images`);
   }
