@@ -1,11 +1,12 @@
 import { type Command, Option } from "commander";
 import { VggError } from "../errors.js";
 import { SCHEDULES, type ScheduleKind } from "../train/schedule.js";
-import { type TrainConfig, train } from "../train/trainer.js";
+import { type TrainConfig, TrainInterrupted, train } from "../train/trainer.js";
 import { addModelOptions, float, int, type ModelFlags, modelOptions, positiveInt } from "./options.js";
 
-interface TrainFlags extends Omit<ModelFlags, "init"> {
-  data: string;
+interface TrainFlags extends Omit<ModelFlags, "init" | "arch"> {
+  arch?: string;
+  data?: string;
   out: string;
   epochs: number;
   batchSize: number;
@@ -33,6 +34,7 @@ interface TrainFlags extends Omit<ModelFlags, "init"> {
   initFrom?: string;
   progress: boolean;
   inputSize?: number;
+  checkpointEvery?: number;
 }
 
 /** `--augment crop,flip,lighting,erase` or `none`. */
@@ -62,7 +64,7 @@ export function register(program: Command): void {
   const cmd = program
     .command("train")
     .description("train a VGG with SGD (the whole step one ONNX graph on ONNX Runtime); evaluates on the test split at the end")
-    .requiredOption("--data <spec>", "fashion-mnist[:DIR], cifar10:DIR, folder:DIR, npy:X.npy,Y.npy")
+    .option("--data <spec>", "fashion-mnist[:DIR], cifar10:DIR, folder:DIR, npy:X.npy,Y.npy (required, except with --resume)")
     .requiredOption("--out <run_dir>", "run directory: metrics.jsonl, best/last.safetensors, result.json")
     .option("--epochs <n>", "epochs", positiveInt, 30)
     .option("--batch-size <n>", "mini-batch size (paper: 256)", positiveInt, 128)
@@ -95,9 +97,18 @@ export function register(program: Command): void {
       "--init-from <file>",
       "a trained net A: copy its first four conv layers and its FC layers, the rest from --init (the paper's rule for B-E)",
     )
-    .option("--resume", "continue the run in --out from its last checkpoint")
+    .option(
+      "--resume",
+      "continue the run in --out from its last checkpoint (its flags are the run's own; --epochs, --steps, --threads, --workers may change)",
+    )
+    .option(
+      "--checkpoint-every <steps>",
+      "also checkpoint every this many steps inside an epoch (a crash loses at most that many; kept on --resume)",
+      positiveInt,
+    )
     .option("--no-progress", "no progress bar");
-  addModelOptions(cmd);
+  // --arch and --data come from the checkpoint on --resume, so they are required only for a new run.
+  addModelOptions(cmd, false);
   // Training's --init takes a weights file as well as a scheme name.
   const init = cmd.options.find((o) => o.long === "--init");
   if (init) {
@@ -106,11 +117,15 @@ export function register(program: Command): void {
   }
   cmd.action(async (o: TrainFlags) => {
     if (o.weights) throw new VggError("train takes a starting point with --init FILE, not --weights");
+    if (!o.resume) {
+      if (o.arch === undefined) throw new VggError("required option '--arch <name>' not specified");
+      if (o.data === undefined) throw new VggError("required option '--data <spec>' not specified");
+    }
     const aug = parseAugment(o.augment);
     const cfg: TrainConfig = {
-      arch: o.arch,
+      arch: o.arch ?? "",
       model: { ...modelOptions(o as ModelFlags), inputSize: o.inputSize },
-      data: o.data,
+      data: o.data ?? "",
       out: o.out,
       epochs: o.epochs,
       batchSize: o.batchSize,
@@ -140,8 +155,18 @@ export function register(program: Command): void {
       threads: o.threads,
       resume: Boolean(o.resume),
       progress: o.progress,
+      checkpointEvery: o.checkpointEvery,
     };
-    const r = await train(cfg);
+    let r: Awaited<ReturnType<typeof train>>;
+    try {
+      r = await train(cfg);
+    } catch (err) {
+      if (!(err instanceof TrainInterrupted)) throw err;
+      // Ctrl-C: the checkpoint is written; say how to continue and exit as a shell does after SIGINT.
+      console.error(`vgg: ${err.message}`);
+      process.exitCode = 130;
+      return;
+    }
     if (r.test)
       console.log(
         `test top-1 accuracy ${(100 * r.test.top1).toFixed(2)}% (${r.test.n} images); weights ${r.weights}; ${r.seconds.toFixed(0)} s`,

@@ -2,8 +2,15 @@
  * The training driver: data in worker threads, the whole SGD step as one ONNX graph on ORT, the paper's
  * learning-rate schedule on a held-out validation split, atomic checkpoints, exact resume, divergence guard.
  * The test split is touched once, at the end, with the best checkpoint.
+ *
+ * Crash safety: the run directory is locked (lock.ts); every file is written atomically (temp file, fsync,
+ * rename); checkpoints (every epoch, and every --checkpoint-every steps) carry everything the run's future depends
+ * on: weights, momentum, schedule, step, loader position, the epoch's running sums, the divergence guard's window
+ * and the metrics history. A run killed at any moment and resumed from its last checkpoint therefore ends with
+ * the same weights and metrics as one never interrupted (the data a step sees is a function of (seed, epoch,
+ * batch), its dropout of (seed, step)).
  */
-import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Dataset } from "../data/dataset.js";
 import { BatchLoader } from "../data/loader.js";
@@ -17,11 +24,21 @@ import { encodeTrainStep, stepFeeds, TRAIN_SESSION_OPTIONS, zeroMomentum } from 
 import { Predictor } from "../predictor.js";
 import { createSession } from "../runtime/ort.js";
 import type { StateDict } from "../tensor.js";
+import { fsError, writeTextAtomic } from "../weights/atomic.js";
 import { INIT_SCHEMES, type InitScheme, initWeights } from "../weights/init.js";
 import { initFromFile } from "../weights/init-from.js";
 import { loadWeights } from "../weights/load.js";
 import { buildModel, type ModelOptions, type VggModel } from "../zoo/model.js";
-import { type Checkpoint, checkpointPaths, loadCheckpoint, type ModelMeta, saveCheckpoint, type TrainerState } from "./checkpoint.js";
+import {
+  type Checkpoint,
+  checkpointPaths,
+  loadCheckpoint,
+  type ModelMeta,
+  recoverCheckpoint,
+  saveCheckpoint,
+  type TrainerState,
+} from "./checkpoint.js";
+import { acquireRunLock } from "./lock.js";
 import { fmtTime, Progress } from "./progress.js";
 import { writeReport } from "./report.js";
 import { Schedule, type ScheduleKind } from "./schedule.js";
@@ -66,6 +83,11 @@ export interface TrainConfig {
   threads?: number;
   resume: boolean;
   progress: boolean;
+  /**
+   * Also checkpoint (last.safetensors and its optimizer state, with the loader's position) every this many
+   * steps inside an epoch, so a crash loses at most that many steps; epoch ends are always checkpointed.
+   */
+  checkpointEvery?: number;
 }
 
 export interface EpochMetrics {
@@ -94,23 +116,81 @@ export interface TrainResult {
 type Log = (line: string) => void;
 
 /** The args a run is resumed with are the ones it started with; these may change on resume. */
-const RESUMABLE_OVERRIDES = new Set(["epochs", "steps", "progress", "workers", "threads", "resume", "out"]);
+const RESUMABLE_OVERRIDES = new Set(["epochs", "steps", "progress", "workers", "threads", "resume", "out", "checkpointEvery"]);
 
+/**
+ * Thrown when Ctrl-C (SIGINT) stopped a run after it wrote a checkpoint; `resume` is the command that continues
+ * it. The CLI prints the message and exits with 130.
+ */
+export class TrainInterrupted extends VggError {
+  constructor(
+    message: string,
+    readonly resume: string,
+  ) {
+    super(message);
+    this.name = "TrainInterrupted";
+  }
+}
+
+/**
+ * Trains `cfgIn.out`, holding the run directory's lock (lock.ts) for the whole run. Ctrl-C (SIGINT) is handled
+ * while it runs: the current step finishes, a checkpoint is written at the loader's position, and the run ends
+ * with TrainInterrupted; a second Ctrl-C exits at once (the last checkpoint written stays valid).
+ */
 export async function train(cfgIn: TrainConfig, log: Log = (l) => console.log(l)): Promise<TrainResult> {
   const t0 = performance.now();
+  const dir = cfgIn.out;
+  if (cfgIn.resume) {
+    if (!existsSync(dir)) throw new VggError("no checkpoint to resume from", checkpointPaths(dir, "last").weights);
+  } else {
+    try {
+      mkdirSync(dir, { recursive: true });
+    } catch (err) {
+      throw fsError(dir, err, "create the run directory");
+    }
+  }
+  const lock = acquireRunLock(dir, log);
+  const sigint = { requested: false };
+  const onSigint = () => {
+    if (sigint.requested) {
+      process.stderr.write("vgg: interrupted again: exiting without a new checkpoint\n");
+      process.exit(130);
+    }
+    sigint.requested = true;
+    log("interrupt: stopping after the current step to write a checkpoint (Ctrl-C again to stop at once)");
+  };
+  process.on("SIGINT", onSigint);
+  try {
+    return await trainLocked(cfgIn, log, t0, sigint);
+  } finally {
+    process.removeListener("SIGINT", onSigint);
+    lock.release();
+  }
+}
+
+async function trainLocked(cfgIn: TrainConfig, log: Log, t0: number, sigint: { requested: boolean }): Promise<TrainResult> {
   let cfg = cfgIn;
   const dir = cfg.out;
   const lastPaths = checkpointPaths(dir, "last");
+  const metricsPath = join(dir, "metrics.jsonl");
+  // Under the lock: finish or drop a checkpoint a crash interrupted, remove temp files of interrupted writes.
+  for (const line of recoverCheckpoint(dir, "last")) log(`${dir}: ${line}`);
   let ckpt: Checkpoint | undefined;
   if (cfg.resume) {
     ckpt = loadCheckpoint(dir, "last");
     const saved = ckpt.state.args as unknown as TrainConfig;
-    cfg = { ...saved, ...Object.fromEntries(Object.entries(cfgIn).filter(([k]) => RESUMABLE_OVERRIDES.has(k))) } as TrainConfig;
-    log(`resuming ${dir} after epoch ${ckpt.state.epoch} (step ${ckpt.state.step})`);
+    // --checkpoint-every carries over unless given again; the other overrides are per invocation.
+    const overrides = Object.entries(cfgIn).filter(([k, v]) => RESUMABLE_OVERRIDES.has(k) && !(k === "checkpointEvery" && v === undefined));
+    cfg = { ...saved, ...Object.fromEntries(overrides) } as TrainConfig;
+    const pos = ckpt.state.position;
+    log(
+      pos && pos.epoch === ckpt.state.epoch
+        ? `resuming ${dir} in epoch ${pos.epoch + 1} after batch ${pos.batch} (step ${ckpt.state.step})`
+        : `resuming ${dir} after epoch ${ckpt.state.epoch} (step ${ckpt.state.step})`,
+    );
   } else if (existsSync(lastPaths.weights)) {
     throw new VggError("already holds a run: pass --resume to continue it, or choose another --out", dir);
   }
-  mkdirSync(dir, { recursive: true });
 
   const ds = await openDataset(cfg.data, { seed: cfg.seed, val: cfg.val, channels: cfg.model.inChannels === 1 ? 1 : 3 });
   if (!ds.splits.train) throw new VggError("the data has no training split", cfg.data);
@@ -168,12 +248,16 @@ export async function train(cfgIn: TrainConfig, log: Log = (l) => console.log(l)
     }
     momentum = zeroMomentum(model, sgd);
     state = { epoch: 0, step: 0, schedule: schedule.state, bestValAcc: -1, bestEpoch: -1, args: { ...cfg } as Record<string, unknown> };
-    writeFileSync(join(dir, "metrics.jsonl"), "");
     log(describeRun(cfg, ds, model, trainTf));
   }
-  // Lines past the checkpoint were written by an interrupted run; the resumed run writes them again.
-  const history = readHistory(join(dir, "metrics.jsonl")).filter((e) => e.epoch <= state.epoch);
-  writeFileSync(join(dir, "metrics.jsonl"), history.map((e) => `${JSON.stringify(e)}\n`).join(""));
+  // The checkpoint is the record: metrics.jsonl holds exactly its completed epochs (a crashed run may have written
+  // a line the checkpoint does not cover; the resumed run writes it again). Checkpoints from before the history
+  // was kept in them fall back to the file's own lines up to the checkpoint's epoch.
+  const history: EpochMetrics[] = state.history
+    ? state.history.slice(0, state.epoch)
+    : readHistory(metricsPath).filter((e) => e.epoch <= state.epoch);
+  writeTextAtomic(metricsPath, jsonl(history));
+  const recent: number[] = state.recent ? [...state.recent] : [];
 
   const step = encodeTrainStep(model, { ...sgd, batchSize: cfg.batchSize, labelSmoothing: cfg.labelSmoothing });
   const session = await createSession(step.bytes, { ...TRAIN_SESSION_OPTIONS, threads: cfg.threads });
@@ -186,19 +270,55 @@ export async function train(cfgIn: TrainConfig, log: Log = (l) => console.log(l)
     workers: cfg.workers,
   });
   const perEpoch = loader.batchesPerEpoch;
-  const recent: number[] = [];
+  const every = cfg.checkpointEvery;
   let stopped = false;
+
+  /** Writes last (and best) with the state as it is; a failed write says the previous checkpoint is kept. */
+  const checkpoint = (name: "last" | "best", position?: TrainerState["position"], partial?: TrainerState["partial"]) => {
+    state.history = history;
+    state.recent = recent;
+    state.position = position;
+    state.partial = partial;
+    try {
+      if (name === "last") saveCheckpoint(dir, "last", weights, meta, momentum, state);
+      else saveCheckpoint(dir, "best", weights, meta);
+    } catch (err) {
+      const e = err instanceof VggError ? err : fsError(dir, err, "write");
+      const kept = existsSync(checkpointPaths(dir, name).weights) ? "the previous checkpoint is kept" : "no checkpoint was written yet";
+      throw new VggError(
+        `${e.file ? e.message.slice(e.file.length + 2) : e.message}; checkpoint of step ${state.step} not written, ${kept}`,
+        e.file,
+      );
+    }
+  };
+  const assertFinite = (epoch: number, lr: number) => {
+    // A finite loss can hide a blown-up BN statistic or weight; never checkpoint one.
+    const bad = firstNonFinite(weights);
+    if (!bad) return;
+    const kept = existsSync(lastPaths.weights) ? `the last good checkpoint ${lastPaths.weights} is kept` : "no checkpoint was written yet";
+    throw new VggError(
+      `training diverged in epoch ${epoch + 1}: '${bad}' holds NaN or Inf with learning rate ${lr.toPrecision(3)}; ${kept}; try a lower --lr`,
+    );
+  };
+  const interrupted = (where: string) => {
+    const hint = resumeHint(cfg);
+    return new TrainInterrupted(`interrupted ${where} step ${state.step} (checkpoint written in ${dir}): resume with ${hint}`, hint);
+  };
 
   try {
     for (let epoch = state.epoch; epoch < cfg.epochs && !stopped; epoch++) {
       const te = performance.now();
-      let lossSum = 0;
-      let hits = 0;
-      let seen = 0;
-      let lr = 0;
+      // A checkpoint taken inside this epoch: continue at its batch with the epoch's sums so far.
+      const at = state.position?.epoch === epoch ? state.position : undefined;
+      const part = at ? state.partial : undefined;
+      let lossSum = part?.lossSum ?? 0;
+      let hits = part?.hits ?? 0;
+      let seen = part?.seen ?? 0;
+      let lr = part?.lr ?? 0;
+      let seenHere = 0;
+      let k = at?.batch ?? 0;
       const bar = new Progress(`epoch ${epoch + 1}/${cfg.epochs}`, perEpoch, cfg.progress);
-      let k = 0;
-      for await (const b of loader.epoch(epoch)) {
+      for await (const b of loader.epoch(epoch, k)) {
         lr = schedule.lrAt(epoch, k, perEpoch);
         const feeds = stepFeeds(step, weights, momentum, {
           x: { dtype: "float32", shape: [b.n, ...model.inputShape], data: b.x },
@@ -213,30 +333,32 @@ export async function train(cfgIn: TrainConfig, log: Log = (l) => console.log(l)
         lossSum += loss * b.n;
         hits += (out.correct1.data as Float32Array)[0];
         seen += b.n;
+        seenHere += b.n;
         state.step++;
         k++;
         const secs = (performance.now() - te) / 1000;
         bar.update(
           k,
-          `loss ${(lossSum / seen).toFixed(4)} acc ${((100 * hits) / seen).toFixed(1)}% ${(seen / secs).toFixed(0)} img/s`,
+          `loss ${(lossSum / seen).toFixed(4)} acc ${((100 * hits) / seen).toFixed(1)}% ${(seenHere / secs).toFixed(0)} img/s`,
           ((perEpoch - k) * secs) / k,
         );
         if (cfg.steps !== undefined && state.step >= cfg.steps) {
           stopped = true;
           break;
         }
+        // Ctrl-C: a checkpoint at the loader's position (after the epoch's last batch too: the resumed run then
+        // starts with the epoch's validation), then stop. Otherwise every `every` steps inside an epoch.
+        if (sigint.requested || (every !== undefined && k < perEpoch && state.step % every === 0)) {
+          assertFinite(epoch, lr);
+          checkpoint("last", { epoch, batch: k }, { lossSum, hits, seen, lr });
+          if (sigint.requested) {
+            bar.done();
+            throw interrupted(`at epoch ${epoch + 1}`);
+          }
+        }
       }
       bar.done();
-      // A finite loss can hide a blown-up BN statistic or weight; never checkpoint one.
-      const bad = firstNonFinite(weights);
-      if (bad) {
-        const kept = existsSync(lastPaths.weights)
-          ? `the last good checkpoint ${lastPaths.weights} is kept`
-          : "no checkpoint was written yet";
-        throw new VggError(
-          `training diverged in epoch ${epoch + 1}: '${bad}' holds NaN or Inf with learning rate ${lr.toPrecision(3)}; ${kept}; try a lower --lr`,
-        );
-      }
+      assertFinite(epoch, lr);
       const trainSecs = (performance.now() - te) / 1000;
       const val = ds.splits.val ? await evalWeights(model, weights, ds.splits.val, evalTf, cfg.threads) : null;
       const acc = val ? val.top1 : hits / Math.max(seen, 1);
@@ -255,18 +377,20 @@ export async function train(cfgIn: TrainConfig, log: Log = (l) => console.log(l)
         trainLoss: lossSum / Math.max(seen, 1),
         trainTop1: hits / Math.max(seen, 1),
         val,
-        imagesPerSecond: seen / trainSecs,
+        imagesPerSecond: seenHere / trainSecs,
         seconds: (performance.now() - te) / 1000,
       };
       history.push(m);
-      saveCheckpoint(dir, "last", weights, meta, momentum, state);
-      if (improved) saveCheckpoint(dir, "best", weights, meta);
-      appendFileSync(join(dir, "metrics.jsonl"), `${JSON.stringify(m)}\n`);
+      // best before last: last commits the epoch, so a crash between the two redoes the epoch (and its best).
+      if (improved) checkpoint("best");
+      checkpoint("last");
+      writeTextAtomic(metricsPath, jsonl(history));
       log(
         `epoch ${m.epoch}/${cfg.epochs}  lr ${lr.toPrecision(3)}  train loss ${m.trainLoss.toFixed(4)} acc ${(100 * m.trainTop1).toFixed(2)}%` +
           (val ? `  val loss ${val.loss.toFixed(4)} top-1 ${(100 * val.top1).toFixed(2)}% top-5 ${(100 * val.top5).toFixed(2)}%` : "") +
           `  ${m.imagesPerSecond.toFixed(0)} img/s  ${fmtTime(m.seconds)}${improved ? "  (best)" : ""}${cut ? `  -> lr ${schedule.state.lr.toPrecision(3)}` : ""}`,
       );
+      if (sigint.requested && state.epoch < cfg.epochs && !stopped) throw interrupted(`after epoch ${epoch + 1}`);
     }
   } finally {
     await loader.close();
@@ -292,7 +416,7 @@ export async function train(cfgIn: TrainConfig, log: Log = (l) => console.log(l)
     seconds: (performance.now() - t0) / 1000,
     initFrom: initFromSummary,
   };
-  writeFileSync(
+  writeTextAtomic(
     join(dir, "result.json"),
     `${JSON.stringify({ ...result, arch: cfg.arch, options: model.options, data: cfg.data }, null, 1)}\n`,
   );
@@ -307,6 +431,20 @@ export async function train(cfgIn: TrainConfig, log: Log = (l) => console.log(l)
   );
   log(`report: ${report}`);
   return result;
+}
+
+function jsonl(history: EpochMetrics[]): string {
+  return history.map((e) => `${JSON.stringify(e)}\n`).join("");
+}
+
+/** The command that resumes the run: the saved flags come from the checkpoint, these are per invocation. */
+function resumeHint(cfg: TrainConfig): string {
+  const q = (s: string) => (/^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replaceAll("'", `'\\''`)}'`);
+  const parts = ["vgg", "train", "--out", q(cfg.out), "--resume", "--epochs", String(cfg.epochs)];
+  if (cfg.steps !== undefined) parts.push("--steps", String(cfg.steps));
+  if (cfg.threads !== undefined) parts.push("--threads", String(cfg.threads));
+  if (cfg.workers !== undefined) parts.push("--workers", String(cfg.workers));
+  return parts.join(" ");
 }
 
 async function initialWeights(model: VggModel, init: string, seed: number): Promise<StateDict> {

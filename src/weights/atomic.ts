@@ -18,6 +18,12 @@ function osMessage(err: unknown, verb: string): string {
       return `permission denied (cannot ${verb})`;
     case "ENOSPC":
       return "no space left on device";
+    case "EDQUOT":
+      return "disk quota exceeded";
+    case "EFBIG":
+      return "file too large (over the process's file-size limit, ulimit -f, or the filesystem's maximum)";
+    case "EROFS":
+      return "read-only file system";
     case "ENOTDIR":
       return "a parent of this path is not a directory";
     default: {
@@ -34,8 +40,36 @@ export function fsError(file: string, err: unknown, verb = "read"): VggError {
 }
 
 /**
+ * Test only: `VGG_TEST_SLOW_CHECKPOINT_MS` makes every atomic write (and the checkpoint commit, see
+ * train/checkpoint.ts) sleep this long between writing its temp file and renaming it, so a crash test can kill the
+ * process in the middle of a checkpoint. Unset (always, outside tests), this does nothing.
+ */
+export function testPause(): void {
+  const ms = Number(process.env.VGG_TEST_SLOW_CHECKPOINT_MS);
+  if (ms > 0) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, Math.min(ms, 10_000));
+}
+
+/** The name pattern of writeFileAtomic's temp files: `.<target>.<pid>.<random>.tmp`, next to the target. */
+export const TEMP_FILE = /^\.(.+)\.(\d+)\.([a-z0-9]+)\.tmp$/;
+
+/** Makes a rename or a file creation in `dir` durable; directories cannot be opened this way on every platform. */
+export function syncDir(dir: string): void {
+  try {
+    const dfd = fs.openSync(dir, "r");
+    try {
+      fs.fsyncSync(dfd);
+    } finally {
+      fs.closeSync(dfd);
+    }
+  } catch {
+    // best effort
+  }
+}
+
+/**
  * Writes `chunks` to `file` so that readers see either the old file or the complete new one, never a torn write:
  * a temp file in the same directory (so rename stays on one filesystem), fsync, then rename over the target.
+ * On failure (a full disk, a file-size limit) the temp file is removed and the target is left as it was.
  */
 export function writeFileAtomic(file: string, chunks: readonly Uint8Array[]): void {
   const dir = path.dirname(path.resolve(file));
@@ -50,6 +84,7 @@ export function writeFileAtomic(file: string, chunks: readonly Uint8Array[]): vo
     fs.fsyncSync(fd);
     fs.closeSync(fd);
     fd = undefined;
+    testPause();
     fs.renameSync(tmp, file);
   } catch (err) {
     if (fd !== undefined) {
@@ -66,17 +101,13 @@ export function writeFileAtomic(file: string, chunks: readonly Uint8Array[]): vo
     }
     throw fsError(file, err, "write");
   }
-  // Make the rename itself durable; directories cannot be opened this way on every platform, hence best effort.
-  try {
-    const dfd = fs.openSync(dir, "r");
-    try {
-      fs.fsyncSync(dfd);
-    } finally {
-      fs.closeSync(dfd);
-    }
-  } catch {
-    // best effort
-  }
+  // Make the rename itself durable.
+  syncDir(dir);
+}
+
+/** writeFileAtomic of a string (UTF-8). */
+export function writeTextAtomic(file: string, text: string): void {
+  writeFileAtomic(file, [Buffer.from(text, "utf8")]);
 }
 
 /** A file opened for positioned reads; `close()` must be called (readers use try/finally). */
