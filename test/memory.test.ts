@@ -1,8 +1,11 @@
 import assert from "node:assert/strict";
+import * as fs from "node:fs";
+import { join } from "node:path";
 import { test } from "node:test";
+import { FASHION_MNIST_DIR } from "../src/data/spec.js";
 import { estimateInference, estimateTraining, evalBatchSize } from "../src/memory.js";
 import { buildModel } from "../src/zoo/model.js";
-import { assertCleanError, vgg } from "./helpers.js";
+import { assertCleanError, tmp, vgg } from "./helpers.js";
 
 test("memory estimates grow with batch, input size and width; evaluation batches shrink for large inputs", () => {
   const small = buildModel("vgg11_bn", { head: "compact", inputSize: 32, numClasses: 10, widthDivisor: 4 });
@@ -32,4 +35,27 @@ test("a run that will not fit is refused before it starts, naming the estimate; 
   const j = JSON.parse(s.stdout);
   assert.equal(j.memory.training.batch, 64);
   assert.ok(j.memory.training.total > j.memory.inference.total);
+});
+
+test("vgg train refuses before its first step when the estimate exceeds the limit", {
+  skip: !fs.existsSync(FASHION_MNIST_DIR) && "needs dataset-fashion-mnist",
+}, () => {
+  const out = tmp("vgg-memory-");
+  try {
+    const args = ["train", "--arch", "vgg11_bn", "--data", "fashion-mnist", "--out", join(out, "r"), "--no-progress"];
+    assertCleanError(
+      vgg(args, { env: { VGG_MEMORY_LIMIT: "200M" } }),
+      /training vgg11_bn at batch 128, input 32 needs about .* but 200 MiB is available: lower --batch-size/,
+    );
+    assert.ok(!fs.existsSync(join(out, "r", "last.safetensors")));
+    const forced = vgg(
+      [...args, "--no-memory-check", "--steps", "1", "--epochs", "1", "--width-divisor", "16", "--head", "compact", "--val", "100"],
+      {
+        env: { VGG_MEMORY_LIMIT: "200M" },
+      },
+    );
+    assert.equal(forced.status, 0, forced.stderr);
+  } finally {
+    fs.rmSync(out, { recursive: true, force: true });
+  }
 });

@@ -31,6 +31,7 @@ interface TrainFlags extends Omit<ModelFlags, "init" | "arch"> {
   workers?: number;
   threads?: number;
   resume?: boolean;
+  memoryCheck?: boolean;
   initFrom?: string;
   progress: boolean;
   inputSize?: number;
@@ -106,7 +107,8 @@ export function register(program: Command): void {
       "also checkpoint every this many steps inside an epoch (a crash loses at most that many; kept on --resume)",
       positiveInt,
     )
-    .option("--no-progress", "no progress bar");
+    .option("--no-progress", "no progress bar")
+    .option("--no-memory-check", "start even when the peak memory estimate exceeds the memory available");
   // --arch and --data come from the checkpoint on --resume, so they are required only for a new run.
   addModelOptions(cmd, false);
   // Training's --init takes a weights file as well as a scheme name.
@@ -116,6 +118,7 @@ export function register(program: Command): void {
     init.description = "weights file to start from, or torchvision|paper|glorot";
   }
   cmd.action(async (o: TrainFlags) => {
+    if (o.memoryCheck === false) process.env.VGG_NO_MEMORY_CHECK = "1";
     if (o.weights) throw new VggError("train takes a starting point with --init FILE, not --weights");
     if (!o.resume) {
       if (o.arch === undefined) throw new VggError("required option '--arch <name>' not specified");

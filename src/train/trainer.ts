@@ -21,6 +21,7 @@ import { evaluate } from "../eval/evaluate.js";
 import { type Scores, scores } from "../eval/metrics.js";
 import { hash32 } from "../graph/emit.js";
 import { encodeTrainStep, stepFeeds, TRAIN_SESSION_OPTIONS, zeroMomentum } from "../graph/train-step.js";
+import { checkMemory, estimateTraining } from "../memory.js";
 import { Predictor } from "../predictor.js";
 import { createSession } from "../runtime/ort.js";
 import type { StateDict } from "../tensor.js";
@@ -259,6 +260,11 @@ async function trainLocked(cfgIn: TrainConfig, log: Log, t0: number, sigint: { r
   writeTextAtomic(metricsPath, jsonl(history));
   const recent: number[] = state.recent ? [...state.recent] : [];
 
+  checkMemory(
+    `training ${cfg.arch} at batch ${cfg.batchSize}, input ${inputSize}`,
+    estimateTraining(model, cfg.batchSize),
+    "lower --batch-size or --input-size, or raise --width-divisor",
+  );
   const step = encodeTrainStep(model, { ...sgd, batchSize: cfg.batchSize, labelSmoothing: cfg.labelSmoothing });
   const session = await createSession(step.bytes, { ...TRAIN_SESSION_OPTIONS, threads: cfg.threads });
   const loader = new BatchLoader(ds.splits.train, {
