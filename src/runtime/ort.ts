@@ -5,6 +5,7 @@
 import * as ort from "onnxruntime-node";
 import { VggError } from "../errors.js";
 import type { Tensor, TypedData } from "../tensor.js";
+import { shown } from "../weights/bytes.js";
 import { ORT_DTYPES, type Session, type SessionOptions } from "./session.js";
 
 export type { Session, SessionOptions };
@@ -39,7 +40,8 @@ export async function createSession(model: Uint8Array | string, opts: SessionOpt
   try {
     s = typeof model === "string" ? await ort.InferenceSession.create(model, o) : await ort.InferenceSession.create(model, o);
   } catch (err) {
-    const msg = (err instanceof Error ? err.message : String(err)).split("\n")[0];
+    // ORT quotes names from the model as they are: escape control characters so the message stays one line.
+    const msg = shown((err instanceof Error ? err.message : String(err)).split("\n")[0], 1000);
     throw new VggError(`ONNX Runtime could not load the model: ${msg}`, typeof model === "string" ? model : undefined);
   }
   return {

@@ -65,6 +65,12 @@ export interface UnpickleOptions {
   rebuildTensor?: (args: RebuildTensorArgs) => unknown;
   maxStack?: number;
   maxMemo?: number;
+  /**
+   * Most steps the pickle may take: one per opcode plus one per element an allowed call copies (default 2^20). A state
+   * dict needs about 40 per tensor, so this allows some 25,000 tensors; the cap keeps a small (or deflated) file from
+   * making the reader loop and allocate for minutes (nested tuples cost ~100 bytes of heap per opcode byte).
+   */
+  maxWork?: number;
 }
 
 export interface UnpickleResult {
@@ -159,6 +165,8 @@ class Machine {
   readonly opts: UnpickleOptions;
   readonly maxStack: number;
   readonly maxMemo: number;
+  readonly maxWork: number;
+  private work = 0;
 
   constructor(bytes: Uint8Array, opts: UnpickleOptions) {
     this.bytes = bytes;
@@ -167,6 +175,12 @@ class Machine {
     this.opts = opts;
     this.maxStack = opts.maxStack ?? 1 << 20;
     this.maxMemo = opts.maxMemo ?? 1 << 20;
+    this.maxWork = opts.maxWork ?? 1 << 20;
+  }
+
+  spend(n: number): void {
+    this.work += n;
+    if (this.work > this.maxWork) this.fail(`more than ${this.maxWork} steps (opcodes and copied items); refusing`);
   }
 
   fail(msg: string): never {
@@ -295,6 +309,7 @@ function newDict(args: unknown[], m: Machine, name: string): PyDict {
   if (args.length !== 1) m.fail(`${name} expects at most one argument`);
   const src = args[0];
   if (src instanceof PyDict) {
+    m.spend(src.map.size);
     for (const [k, v] of src.map) d.map.set(k, v);
     return d;
   }
@@ -309,14 +324,18 @@ function newDict(args: unknown[], m: Machine, name: string): PyDict {
 function iterableArg(args: unknown[], m: Machine, name: string): unknown[] {
   if (args.length !== 1) m.fail(`${name} expects one argument`);
   const a = args[0];
-  if (Array.isArray(a)) return a.slice();
-  if (a instanceof PyTuple || a instanceof PySet) return a.items.slice();
+  const items = Array.isArray(a) ? a : a instanceof PyTuple || a instanceof PySet ? a.items : null;
+  if (items) {
+    m.spend(items.length);
+    return items.slice();
+  }
   m.fail(`${name} expects a list or tuple, got ${describe(a)}`);
 }
 
 function latin1Bytes(args: unknown[], m: Machine, name: string): Uint8Array {
   if (args.length === 0) return new Uint8Array(0);
   const [s, enc] = args;
+  if (s instanceof Uint8Array || typeof s === "string") m.spend(s.length);
   if (s instanceof Uint8Array && args.length === 1) return s.slice();
   if (typeof s !== "string" || args.length !== 2 || (enc !== "latin1" && enc !== "latin-1")) {
     m.fail(`${name} is only allowed as ${name}(str, 'latin1')`);
@@ -337,6 +356,7 @@ function toInt(v: unknown): number | null {
 }
 
 function intList(items: unknown[], m: Machine, what: string): number[] {
+  m.spend(items.length);
   return items.map((x) => {
     const n = toInt(x);
     if (n === null) m.fail(`${what} must hold integers, got ${describe(x)}`);
@@ -350,6 +370,8 @@ function tupleInts(v: unknown, m: Machine, what: string): number[] {
   m.fail(`${what} must be a tuple, got ${describe(v)}`);
 }
 
+const MAX_DIMS = 64;
+
 function rebuildTensor(args: unknown[], m: Machine, minArgs: number): unknown {
   const rebuild = m.opts.rebuildTensor;
   if (!rebuild) m.fail("tensors are not expected in this pickle");
@@ -359,6 +381,8 @@ function rebuildTensor(args: unknown[], m: Machine, minArgs: number): unknown {
   const size = tupleInts(args[2], m, "tensor size");
   const stride = tupleInts(args[3], m, "tensor stride");
   if (size.length !== stride.length) m.fail(`tensor size has ${size.length} dims but stride has ${stride.length}`);
+  // Copying a view costs elements x dimensions; no weights tensor comes near this many dimensions.
+  if (size.length > MAX_DIMS) m.fail(`tensor has ${size.length} dimensions, more than ${MAX_DIMS}`);
   if (size.some((d) => d < 0)) m.fail("tensor size has a negative dimension");
   if (stride.some((d) => d < 0)) m.fail("tensor stride has a negative entry");
   const t = rebuild({ storage: args[0], offset, size, stride });
@@ -405,6 +429,7 @@ function isHashableShallow(k: unknown): boolean {
 
 function setItem(m: Machine, d: unknown, k: unknown, v: unknown): void {
   if (!(d instanceof PyDict)) m.fail(`cannot set an item on a ${describe(d)}`);
+  if (k instanceof PyTuple) m.spend(k.items.length);
   if (!isHashable(k)) m.fail(`unhashable dict key of type ${describe(k)}`);
   d.map.set(k, v);
 }
@@ -449,6 +474,7 @@ export function unpickle(bytes: Uint8Array, opts: UnpickleOptions = {}): Unpickl
   const m: Machine = new Machine(bytes, opts);
   for (;;) {
     m.at = m.pos;
+    m.spend(1);
     const op = m.u8();
     switch (op) {
       case 0x80: {

@@ -126,7 +126,8 @@ export function readSafetensorsFile(path: string): SafetensorsFile {
       try {
         header = JSON.parse(text);
       } catch (err) {
-        throw new VggError(`safetensors header is not valid JSON (${(err as Error).message.split("\n")[0]})`, path);
+        // V8 quotes the text around the error, control characters included: escape them to keep one line.
+        throw new VggError(`safetensors header is not valid JSON (${shown((err as Error).message.split("\n")[0], 160)})`, path);
       }
       if (typeof header !== "object" || header === null || Array.isArray(header)) {
         throw new VggError("safetensors header is not a JSON object", path);
