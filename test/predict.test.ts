@@ -376,3 +376,28 @@ print(d.max(), d.mean())
   assert.ok(max <= 2 + 1e-3, `max difference ${max}/255`);
   assert.ok(mean < 0.05, `mean difference ${mean}/255`);
 });
+
+test("predict over many files: the decode thread gives the same answers as decoding inline, skipping bad files", async () => {
+  const dir = tmp("vgg-predict-pool-");
+  try {
+    for (let i = 0; i < 12; i++) {
+      const [w, h] = [100 + 13 * i, 80 + 7 * i];
+      const px = Buffer.alloc(w * h * 3);
+      for (let k = 0; k < px.length; k++) px[k] = (k * 31 + i * 17) % 256;
+      await sharp(px, { raw: { width: w, height: h, channels: 3 } })
+        .jpeg()
+        .toFile(join(dir, `i${String(i).padStart(2, "0")}.jpg`));
+    }
+    fs.writeFileSync(join(dir, "bad.jpg"), "not an image");
+    const base = ["predict", "--arch", "vgg11", "--width-divisor", "16", "--input-size", "32", "--num-classes", "5", "--json", dir];
+    // 12 files in batches of 2 go through the decode thread; in one batch of 64 they are decoded inline.
+    const [pooled, inline] = await Promise.all([vggAsync([...base, "--batch-size", "2"]), vggAsync([...base, "--batch-size", "64"])]);
+    assert.equal(pooled.status, 0, pooled.stderr);
+    assert.equal(inline.status, 0, inline.stderr);
+    assert.equal(JSON.parse(pooled.stdout).length, 12);
+    assert.equal(pooled.stdout, inline.stdout);
+    assert.match(pooled.stderr, /skipped .*bad\.jpg: cannot decode image/);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -5,6 +5,7 @@
 import { VggError } from "../errors.js";
 import type { Predictor } from "../predictor.js";
 import { numel, type Tensor } from "../tensor.js";
+import { DecodePool } from "./decode-pool.js";
 import type { Skipped } from "./inputs.js";
 import { loadImage, type Preprocessing } from "./preprocess.js";
 import { type ClassScore, softmax, topK } from "./topk.js";
@@ -26,6 +27,8 @@ export interface PredictOptions {
   top?: number;
   /** Images per engine run (default 8). */
   batchSize?: number;
+  /** Decode threads (default 1 when there is more than one batch; 0 decodes on the calling thread). */
+  workers?: number;
   onSkip?: (s: Skipped) => void;
 }
 
@@ -41,11 +44,14 @@ export async function* predictFiles(predictor: Predictor, files: readonly string
   if (!predictor.taps.includes("logits")) throw new VggError("the predictor must output 'logits'");
   const shape = predictor.model.inputShape;
   const per = numel(shape);
+  const nWorkers = opts.workers ?? (files.length > batchSize ? 1 : 0);
+  const pool = nWorkers > 0 ? await DecodePool.create(nWorkers) : null;
+  const load = (file: string) => (pool ? pool.decode(file, opts.preprocessing) : loadImage(file, opts.preprocessing));
   const decodeChunk = (b: number) =>
     Promise.all(
       files.slice(b, b + batchSize).map(async (file) => {
         try {
-          return { file, img: await loadImage(file, opts.preprocessing) };
+          return { file, img: await load(file) };
         } catch (err) {
           if (!(err instanceof VggError)) throw err;
           const prefix = `${file}: `;
@@ -54,31 +60,35 @@ export async function* predictFiles(predictor: Predictor, files: readonly string
         }
       }),
     );
-  // One chunk decodes ahead: libvips works on its own threads while the engine runs this chunk, so both cores stay
-  // busy, and memory holds at most two chunks whatever the number of files.
+  // One chunk decodes ahead in the pool's thread while the engine runs this chunk, so both cores stay busy, and
+  // memory holds at most two chunks whatever the number of files.
   let ahead: ReturnType<typeof decodeChunk> | null = files.length > 0 ? decodeChunk(0) : null;
-  for (let b = 0; ahead; b += batchSize) {
-    const decoded = await ahead;
-    ahead = b + batchSize < files.length ? decodeChunk(b + batchSize) : null;
-    // If the consumer stops early, the chunk decoding ahead must not become an unhandled rejection.
-    ahead?.catch(() => {});
-    const ok = decoded.filter((d) => d !== null);
-    if (ok.length === 0) continue;
-    const x = new Float32Array(ok.length * per);
-    ok.forEach((d, i) => {
-      if (d.img.data.length !== per) {
-        throw new VggError(
-          `preprocessing '${opts.preprocessing.name}' gives [${d.img.c}, ${d.img.h}, ${d.img.w}], the model takes [${shape.join(", ")}]`,
-        );
+  try {
+    for (let b = 0; ahead; b += batchSize) {
+      const decoded = await ahead;
+      ahead = b + batchSize < files.length ? decodeChunk(b + batchSize) : null;
+      // If the consumer stops early, the chunk decoding ahead must not become an unhandled rejection.
+      ahead?.catch(() => {});
+      const ok = decoded.filter((d) => d !== null);
+      if (ok.length === 0) continue;
+      const x = new Float32Array(ok.length * per);
+      ok.forEach((d, i) => {
+        if (d.img.data.length !== per) {
+          throw new VggError(
+            `preprocessing '${opts.preprocessing.name}' gives [${d.img.c}, ${d.img.h}, ${d.img.w}], the model takes [${shape.join(", ")}]`,
+          );
+        }
+        x.set(d.img.data as Float32Array, i * per);
+      });
+      const out = await predictor.run({ dtype: "float32", shape: [ok.length, ...shape], data: x });
+      for (let i = 0; i < ok.length; i++) {
+        const outputs: Record<string, Tensor> = {};
+        for (const [name, t] of Object.entries(out)) outputs[name] = sliceOf(t, i);
+        const probs = softmax(outputs.logits.data as Float32Array);
+        yield { file: ok[i].file, top: topK(probs, k, opts.labels), input: x.subarray(i * per, (i + 1) * per), outputs };
       }
-      x.set(d.img.data as Float32Array, i * per);
-    });
-    const out = await predictor.run({ dtype: "float32", shape: [ok.length, ...shape], data: x });
-    for (let i = 0; i < ok.length; i++) {
-      const outputs: Record<string, Tensor> = {};
-      for (const [name, t] of Object.entries(out)) outputs[name] = sliceOf(t, i);
-      const probs = softmax(outputs.logits.data as Float32Array);
-      yield { file: ok[i].file, top: topK(probs, k, opts.labels), input: x.subarray(i * per, (i + 1) * per), outputs };
     }
+  } finally {
+    await pool?.close();
   }
 }
