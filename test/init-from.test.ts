@@ -3,7 +3,7 @@ import { test } from "node:test";
 import { VggError } from "../src/errors.js";
 import { initWeights } from "../src/weights/init.js";
 import { COPIED_CONVS, initFrom, paperConvs } from "../src/weights/init-from.js";
-import { buildModel, stateSpec } from "../src/zoo/model.js";
+import { buildModel } from "../src/zoo/model.js";
 
 const same = (a: { data: ArrayLike<number | bigint> }, b: { data: ArrayLike<number | bigint> }) =>
   a.data.length === b.data.length && Array.from(a.data).every((v, k) => v === b.data[k]);

@@ -100,7 +100,7 @@ export async function reproduce(o: ReproduceOptions, log: (l: string) => void = 
     const j = CONFIG_ARCHS[o.jitterConfig];
     runs.push({ name: o.jitterConfig, ...j, trainScale: o.jitter, dir: join(o.out, "runs", `${o.jitterConfig}-jitter`) });
   }
-  const modelOpts = (r: Run): ModelOptions => ({
+  const modelOpts = (): ModelOptions => ({
     widthDivisor: o.widthDivisor,
     head: o.head,
     batchNorm: o.batchNorm,
@@ -123,7 +123,7 @@ export async function reproduce(o: ReproduceOptions, log: (l: string) => void = 
     for (const r of runs) {
       const b = await benchTrain({
         arch: r.arch,
-        model: modelOpts(r),
+        model: modelOpts(),
         batch: o.batchSize,
         steps: 3,
         warmup: 1,
@@ -152,7 +152,7 @@ export async function reproduce(o: ReproduceOptions, log: (l: string) => void = 
   const results: ConfigResult[] = [];
   let aBest: string | null = null;
   for (const r of runs) {
-    const mo = modelOpts(r);
+    const mo = modelOpts();
     const model = buildModel(r.arch, mo);
     const initFrom = o.initFromA && r.name !== "A" && r.name !== "A-LRN" && aBest ? aBest : undefined;
     log(`\n== ${r.name} (${r.arch}${o.batchNorm ? " with BN" : ""}), S ${scaleText(r.trainScale)}${initFrom ? ", from A" : ""}`);
