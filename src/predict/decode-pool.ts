@@ -40,7 +40,11 @@ export class DecodePool {
       });
       const fail = (e: Error) => {
         this.dead ??= e;
-        for (const [id, p] of this.pending) if (p.w === w) this.pending.delete(id), p.reject(e);
+        for (const [id, p] of this.pending) {
+          if (p.w !== w) continue;
+          this.pending.delete(id);
+          p.reject(e);
+        }
       };
       w.on("error", fail);
       w.on("exit", (code) => fail(new Error(`decode worker exited (code ${code})`)));
