@@ -2,6 +2,7 @@
  * The one module that imports ONNX Runtime for Node. Everything else hands it ONNX bytes and plain typed arrays.
  * Its browser twin, `ort-web.ts`, wraps onnxruntime-web behind the same `Session` interface (session.ts).
  */
+import { availableParallelism } from "node:os";
 import * as ort from "onnxruntime-node";
 import { VggError } from "../errors.js";
 import type { Tensor, TypedData } from "../tensor.js";
@@ -27,7 +28,9 @@ export async function createSession(model: Uint8Array | string, opts: SessionOpt
     executionMode: "sequential",
     logSeverityLevel: opts.logSeverity ?? 3,
   };
-  if (opts.threads) o.intraOpNumThreads = opts.threads;
+  // ORT's own default (0) gave one thread on this 2-core machine (vgg11 b8: 11.3 img/s, against 22.5 with 2): ask for
+  // every core Node sees.
+  o.intraOpNumThreads = opts.threads ?? availableParallelism();
   if (opts.externalData) o.externalData = opts.externalData;
   if (opts.freeDimensions) o.freeDimensionOverrides = opts.freeDimensions;
   if (opts.memPattern !== undefined) o.enableMemPattern = opts.memPattern;
