@@ -37,7 +37,15 @@ export function findings(r: ReproduceResults): Finding[] {
       question: "Does depth help (A < B < D/E in accuracy)?",
       paper: "Yes: top-1 error falls from 29.6% (A, 11 layers) to 28.7% (B, 13) and 27.0% (D, 16); E (19) saturates at 27.3%.",
       ours: `Single-scale top-1 error: ${depth.map(([k, v]) => `${k} ${pc(v)}`).join(", ")} (standard error of a difference about ${pc(se(depth[0][1], depth[depth.length - 1][1]))}).`,
-      agrees: a !== undefined && b !== undefined && (d !== undefined || e !== undefined) ? b < a && deep < b : null,
+      // Deeper must be lower by more than the noise at each step to agree; higher by more than it to disagree.
+      agrees:
+        a === undefined || b === undefined || (d === undefined && e === undefined)
+          ? null
+          : b < a - se(a, b) && deep < b - se(b, deep)
+            ? true
+            : b > a + se(a, b) || deep > b + se(b, deep)
+              ? false
+              : null,
     });
   }
   const a = single("A");
