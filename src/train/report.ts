@@ -14,6 +14,7 @@ export function writeReport(
   test: Scores | null,
   bestEpoch: number,
   seconds: number,
+  testProtocol?: Scores & { protocol: string; scales: number[] },
 ): string {
   const rows = history.map(
     (m) =>
@@ -29,6 +30,12 @@ export function writeReport(
     test
       ? `**Test (${test.n} images, best epoch ${bestEpoch} by validation accuracy): top-1 ${pct(test.top1)}%, top-5 ${pct(test.top5)}%** (top-1 error ${pct(test.top1Error)}%, top-5 error ${pct(test.top5Error)}%), loss ${test.loss.toFixed(4)}.`
       : "No test split was evaluated.",
+    ...(testProtocol
+      ? [
+          "",
+          `The same weights under the ${testProtocol.protocol} protocol (test scale ${testProtocol.scales.join(", ")}): top-1 ${pct(testProtocol.top1)}%, top-5 ${pct(testProtocol.top5)}%, loss ${testProtocol.loss.toFixed(4)}.`,
+        ]
+      : []),
     "",
     `Wall time: ${(seconds / 60).toFixed(1)} min.`,
     "",

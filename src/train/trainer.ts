@@ -19,6 +19,7 @@ import { presetTransforms, type TransformConfig } from "../data/transforms.js";
 import { VggError } from "../errors.js";
 import { evaluate } from "../eval/evaluate.js";
 import { type Scores, scores } from "../eval/metrics.js";
+import { evaluateProtocol, type Protocol } from "../eval/protocols.js";
 import { hash32 } from "../graph/emit.js";
 import { encodeTrainStep, stepFeeds, TRAIN_SESSION_OPTIONS, zeroMomentum } from "../graph/train-step.js";
 import { checkMemory, estimateTraining } from "../memory.js";
@@ -89,6 +90,11 @@ export interface TrainConfig {
    * steps inside an epoch, so a crash loses at most that many steps; epoch ends are always checkpointed.
    */
   checkpointEvery?: number;
+  /**
+   * The test split is always scored single-crop; a protocol here (e.g. the paper's "dense": the image and its
+   * flip, posteriors averaged) scores it once more, at the training scale, and both are reported.
+   */
+  testProtocol?: Protocol;
 }
 
 export interface EpochMetrics {
@@ -108,6 +114,8 @@ export interface TrainResult {
   bestEpoch: number;
   bestValAcc: number;
   test: Scores | null;
+  /** The test split under cfg.testProtocol (absent when single). */
+  testProtocol?: Scores & { protocol: Protocol; scales: number[] };
   weights: string;
   seconds: number;
   /** What --init-from copied (absent without it, or on resume). */
@@ -405,12 +413,28 @@ async function trainLocked(cfgIn: TrainConfig, log: Log, t0: number, sigint: { r
 
   const bestPath = checkpointPaths(dir, "best").weights;
   let test: Scores | null = null;
+  let testProtocol: TrainResult["testProtocol"];
   if (ds.splits.test && existsSync(bestPath)) {
     const best = await loadWeights(model, bestPath);
     test = await evalWeights(model, best, ds.splits.test, evalTf, cfg.threads);
     log(
       `test (${test.n} images, best epoch ${state.bestEpoch}): top-1 ${(100 * test.top1).toFixed(2)}%  top-5 ${(100 * test.top5).toFixed(2)}%  loss ${test.loss.toFixed(4)}`,
     );
+    if (cfg.testProtocol && cfg.testProtocol !== "single") {
+      // The scale the net was trained at: the middle of a jittered range, or small images' own size.
+      const sc = cfg.scale ?? (ds.size ? Math.min(...ds.size) : Math.round((inputSize * 256) / 224));
+      const S = typeof sc === "number" ? sc : Math.round((sc[0] + sc[1]) / 2);
+      const r = await evaluateProtocol(model, best, ds.splits.test, cfg.testProtocol, [S], {
+        values: { mean: evalTf.mean, std: evalTf.std, channels: evalTf.channels },
+        native: ds.size,
+        threads: cfg.threads,
+      });
+      const { posteriors: _p, labels: _l, tally: _t, seconds: _s, ...kept } = r;
+      testProtocol = kept;
+      log(
+        `test, ${r.protocol} protocol at S=${S} (${r.n} images): top-1 ${(100 * r.top1).toFixed(2)}%  top-5 ${(100 * r.top5).toFixed(2)}%  loss ${r.loss.toFixed(4)}`,
+      );
+    }
   }
   const result: TrainResult = {
     runDir: dir,
@@ -418,6 +442,7 @@ async function trainLocked(cfgIn: TrainConfig, log: Log, t0: number, sigint: { r
     bestEpoch: state.bestEpoch,
     bestValAcc: state.bestValAcc,
     test,
+    ...(testProtocol ? { testProtocol } : {}),
     weights: bestPath,
     seconds: (performance.now() - t0) / 1000,
     initFrom: initFromSummary,
@@ -434,6 +459,7 @@ async function trainLocked(cfgIn: TrainConfig, log: Log, t0: number, sigint: { r
     test,
     state.bestEpoch,
     result.seconds,
+    testProtocol,
   );
   log(`report: ${report}`);
   return result;
