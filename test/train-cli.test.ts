@@ -48,10 +48,10 @@ test("train, refuse to overwrite, resume exactly, eval the checkpoint", { timeou
   const d = tmp();
   const data = `npy:${await toyData(d, 320, 1)};${await toyData(d, 96, 2)}`;
   const a = join(d, "a");
-  const r1 = vgg(["train", ...COMMON, "--data", data, "--out", a, "--epochs", "2", "--schedule", "step"]);
+  const r1 = vgg(["train", ...COMMON, "--data", data, "--out", a, "--epochs", "2", "--schedule", "step", "--test-protocol", "dense"]);
   assert.equal(r1.status, 0, r1.stderr);
   assert.match(r1.stdout, /epoch 2\/2/);
-  assert.match(r1.stdout, /test top-1 accuracy/);
+  assert.match(r1.stdout, /test top-1 accuracy [\d.]+% \(96 images\), [\d.]+% under the dense protocol/);
   for (const f of ["metrics.jsonl", "last.safetensors", "last.optim.safetensors", "best.safetensors", "result.json"])
     assert.ok(existsSync(join(a, f)), f);
   const lines = readFileSync(join(a, "metrics.jsonl"), "utf8")
@@ -87,6 +87,15 @@ test("train, refuse to overwrite, resume exactly, eval the checkpoint", { timeou
   const s = JSON.parse(ev.stdout);
   assert.equal(s.n, 96);
   assert.ok(Math.abs(s.top1 - result.test.top1) < 1e-9, `${s.top1} vs ${result.test.top1}`);
+  // --test-protocol dense is `vgg eval --protocol dense` on the best weights, at the data's own scale.
+  const dense = vgg(["eval", "--weights", join(a, "best.safetensors"), "--data", data, "--protocol", "dense", "--json"]);
+  assert.equal(dense.status, 0, dense.stderr);
+  const ds = JSON.parse(dense.stdout);
+  assert.equal(result.testProtocol.protocol, "dense");
+  assert.deepEqual(result.testProtocol.scales, ds.scales);
+  assert.ok(Math.abs(ds.top1 - result.testProtocol.top1) < 1e-9, `${ds.top1} vs ${result.testProtocol.top1}`);
+  assert.ok(Math.abs(ds.loss - result.testProtocol.loss) < 1e-6, `${ds.loss} vs ${result.testProtocol.loss}`);
+  assert.match(readFileSync(join(a, "report.md"), "utf8"), /under the dense protocol \(test scale 32\)/);
 });
 
 test("train: bad flags and data give one clean line", () => {
@@ -98,6 +107,10 @@ test("train: bad flags and data give one clean line", () => {
   assertCleanError(vgg(["train", "--arch", "vgg11", "--data", "mnist", "--out", join(d, "r")]), /mnist/);
   assertCleanError(vgg(["train", "--arch", "vgg11", "--data", "fashion-mnist", "--out", join(d, "r"), "--schedule", "linear"]), /schedule/);
   assertCleanError(vgg(["train", "--arch", "vgg11", "--data", "fashion-mnist", "--out", join(d, "r"), "--augment", "rotate"]), /augment/);
+  assertCleanError(
+    vgg(["train", "--arch", "vgg11", "--data", "fashion-mnist", "--out", join(d, "r"), "--test-protocol", "tencrop"]),
+    /test-protocol/,
+  );
   assertCleanError(
     vgg(["train", "--arch", "vgg11", "--data", "fashion-mnist", "--out", join(d, "r"), "--resume"]),
     /no checkpoint to resume from/,
