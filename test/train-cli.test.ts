@@ -46,7 +46,8 @@ const COMMON = [
 
 test("train, refuse to overwrite, resume exactly, eval the checkpoint", { timeout: 240_000 }, async () => {
   const d = tmp();
-  const data = `npy:${await toyData(d, 320, 1)};${await toyData(d, 96, 2)}`;
+  // 330 - 64 held out = 266 training images: 8 batches of 32 and a partial one of 10, which gets its own graph.
+  const data = `npy:${await toyData(d, 330, 1)};${await toyData(d, 96, 2)}`;
   const a = join(d, "a");
   const r1 = vgg(["train", ...COMMON, "--data", data, "--out", a, "--epochs", "2", "--schedule", "step", "--test-protocol", "dense"]);
   assert.equal(r1.status, 0, r1.stderr);
@@ -59,6 +60,10 @@ test("train, refuse to overwrite, resume exactly, eval the checkpoint", { timeou
     .split("\n")
     .map((l) => JSON.parse(l));
   assert.equal(lines.length, 2);
+  assert.deepEqual(
+    lines.map((l) => l.step),
+    [9, 18],
+  );
   assert.ok(lines[1].trainLoss < lines[0].trainLoss + 1e-9 || lines[1].val.top1 >= lines[0].val.top1, "no progress at all");
 
   // A second run on the same directory must not clobber it.
@@ -79,6 +84,11 @@ test("train, refuse to overwrite, resume exactly, eval the checkpoint", { timeou
     assert.ok(u, `resumed run lacks ${k}`);
     assert.deepEqual(Buffer.from(u.data.buffer), Buffer.from(t.data.buffer), k);
   }
+
+  // --drop-last: PyTorch's drop_last, 8 steps an epoch.
+  const c = join(d, "c");
+  assert.equal(vgg(["train", ...COMMON, "--data", data, "--out", c, "--epochs", "1", "--drop-last"]).status, 0);
+  assert.equal(JSON.parse(readFileSync(join(c, "metrics.jsonl"), "utf8")).step, 8);
 
   // eval reads the model description from the checkpoint and agrees with the trainer's own test score.
   const result = JSON.parse(readFileSync(join(a, "result.json"), "utf8"));

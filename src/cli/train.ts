@@ -38,6 +38,7 @@ interface TrainFlags extends Omit<ModelFlags, "init" | "arch"> {
   inputSize?: number;
   checkpointEvery?: number;
   testProtocol?: Protocol;
+  dropLast?: boolean;
 }
 
 /** `--augment crop,flip,lighting,erase` or `none`. */
@@ -84,6 +85,7 @@ export function register(program: Command): void {
     .option("--warmup <epochs>", "cosine: linear warm-up epochs", float)
     .option("--steps <n>", "stop after this many steps in all", positiveInt)
     .option("--no-shuffle", "keep the data order")
+    .option("--drop-last", "drop each epoch's last, partial batch (default: train on it too)")
     .option("--augment <list>", "crop,flip,lighting,erase (random erasing, p 0.5) or none", "crop,flip")
     .option("--scale <S|Smin:Smax>", "training scale for variable-size images (paper: 256, 384, or 256:512 jittered)")
     .addOption(new Option("--fit <how>", "small images below the input size: pad or resize").choices(["pad", "resize"]).default("pad"))
@@ -167,6 +169,7 @@ export function register(program: Command): void {
       progress: o.progress,
       checkpointEvery: o.checkpointEvery,
       testProtocol: o.testProtocol,
+      dropLast: Boolean(o.dropLast),
     };
     let r: Awaited<ReturnType<typeof train>>;
     try {

@@ -24,7 +24,7 @@ import { hash32 } from "../graph/emit.js";
 import { encodeTrainStep, stepFeeds, TRAIN_SESSION_OPTIONS, zeroMomentum } from "../graph/train-step.js";
 import { checkMemory, estimateTraining } from "../memory.js";
 import { Predictor } from "../predictor.js";
-import { createSession } from "../runtime/ort.js";
+import { createSession, type Session } from "../runtime/ort.js";
 import type { StateDict } from "../tensor.js";
 import { fsError, writeTextAtomic } from "../weights/atomic.js";
 import { INIT_SCHEMES, type InitScheme, initWeights } from "../weights/init.js";
@@ -95,6 +95,11 @@ export interface TrainConfig {
    * flip, posteriors averaged) scores it once more, at the training scale, and both are reported.
    */
   testProtocol?: Protocol;
+  /**
+   * Drop the epoch's last, partial batch (PyTorch's drop_last). Off by default: that batch runs through a second
+   * step graph built for its size. Runs saved before this option existed dropped it, and still do on resume.
+   */
+  dropLast?: boolean;
 }
 
 export interface EpochMetrics {
@@ -199,6 +204,9 @@ async function trainLocked(cfgIn: TrainConfig, log: Log, t0: number, sigint: { r
     );
   } else if (existsSync(lastPaths.weights)) {
     throw new VggError("already holds a run: pass --resume to continue it, or choose another --out", dir);
+  } else {
+    // Saved with the run, so that its resume sees the same epochs.
+    cfg = { ...cfg, dropLast: cfg.dropLast ?? false };
   }
 
   const ds = await openDataset(cfg.data, { seed: cfg.seed, val: cfg.val, channels: cfg.model.inChannels === 1 ? 1 : 3 });
@@ -273,12 +281,23 @@ async function trainLocked(cfgIn: TrainConfig, log: Log, t0: number, sigint: { r
     estimateTraining(model, cfg.batchSize),
     "lower --batch-size or --input-size, or raise --width-divisor",
   );
-  const step = encodeTrainStep(model, { ...sgd, batchSize: cfg.batchSize, labelSmoothing: cfg.labelSmoothing });
-  const session = await createSession(step.bytes, { ...TRAIN_SESSION_OPTIONS, threads: cfg.threads });
+  // The graph's batch is fixed, so a partial last batch gets a graph of its own, built when first needed.
+  const steps = new Map<number, { step: ReturnType<typeof encodeTrainStep>; session: Session }>();
+  const stepFor = async (n: number) => {
+    let s = steps.get(n);
+    if (!s) {
+      const step = encodeTrainStep(model, { ...sgd, batchSize: n, labelSmoothing: cfg.labelSmoothing });
+      s = { step, session: await createSession(step.bytes, { ...TRAIN_SESSION_OPTIONS, threads: cfg.threads }) };
+      steps.set(n, s);
+    }
+    return s;
+  };
+  await stepFor(cfg.batchSize);
   const loader = new BatchLoader(ds.splits.train, {
     batchSize: cfg.batchSize,
     shuffle: cfg.shuffle,
-    dropLast: true,
+    // Runs saved before dropLast was an option dropped the partial batch: their resumes keep doing so.
+    dropLast: cfg.dropLast ?? true,
     transforms: trainTf,
     seed: cfg.seed,
     workers: cfg.workers,
@@ -334,6 +353,7 @@ async function trainLocked(cfgIn: TrainConfig, log: Log, t0: number, sigint: { r
       const bar = new Progress(`epoch ${epoch + 1}/${cfg.epochs}`, perEpoch, cfg.progress);
       for await (const b of loader.epoch(epoch, k)) {
         lr = schedule.lrAt(epoch, k, perEpoch);
+        const { step, session } = await stepFor(b.n);
         const feeds = stepFeeds(step, weights, momentum, {
           x: { dtype: "float32", shape: [b.n, ...model.inputShape], data: b.x },
           y: { dtype: "int64", shape: [b.n], data: b.y },
@@ -408,7 +428,7 @@ async function trainLocked(cfgIn: TrainConfig, log: Log, t0: number, sigint: { r
     }
   } finally {
     await loader.close();
-    await session.release();
+    for (const { session } of steps.values()) await session.release();
   }
 
   const bestPath = checkpointPaths(dir, "best").weights;
