@@ -323,6 +323,27 @@ test("Ctrl-C checkpoints mid-epoch and says how to resume; a second run on the d
   assertSameRun(out, ref);
 });
 
+test("SIGTERM (kill, docker stop) checkpoints like Ctrl-C and exits 143; the run resumes to the same end", {
+  timeout: 120_000,
+}, async () => {
+  const ref = await referenceRun();
+  const out = join(DIR, "sigterm");
+  const run = start([...newRun(), "--out", out]);
+  assert.ok(await until(run, () => committedStep(out) >= PER_EPOCH), "the run ended before its first epoch ended");
+  run.child.kill("SIGTERM");
+  const r = await run.done;
+  assert.equal(r.status, 143, r.stderr);
+  assert.match(r.stdout, /SIGTERM: stopping after the current step/);
+  const msg = r.stderr.trim().split("\n").at(-1)!;
+  const m = /^vgg: interrupted (at|after) epoch \d+ step (\d+) \(checkpoint written in .*\): resume with (vgg train .*)$/.exec(msg);
+  assert.ok(m, msg);
+  assert.equal(committedStep(out), Number(m[2]), "the checkpoint is not of the step the message names");
+  assert.ok(!existsSync(join(out, ".lock")), "the lock was not released");
+  const again = vgg([...m[3].split(" ").slice(1), "--no-progress"]);
+  assert.equal(again.status, 0, again.stderr);
+  assertSameRun(out, ref);
+});
+
 test("a file-size limit during a checkpoint write: one clean line, the previous checkpoint intact, no temp files", {
   timeout: 120_000,
 }, () => {

@@ -176,9 +176,9 @@ export function register(program: Command): void {
       r = await train(cfg);
     } catch (err) {
       if (!(err instanceof TrainInterrupted)) throw err;
-      // Ctrl-C: the checkpoint is written; say how to continue and exit as a shell does after SIGINT.
+      // Ctrl-C or SIGTERM: the checkpoint is written; say how to continue and exit as a shell does after the signal.
       console.error(`vgg: ${err.message}`);
-      process.exitCode = 130;
+      process.exitCode = err.exitCode;
       return;
     }
     if (r.test)

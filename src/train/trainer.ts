@@ -133,13 +133,14 @@ type Log = (line: string) => void;
 const RESUMABLE_OVERRIDES = new Set(["epochs", "steps", "progress", "workers", "threads", "resume", "out", "checkpointEvery"]);
 
 /**
- * Thrown when Ctrl-C (SIGINT) stopped a run after it wrote a checkpoint; `resume` is the command that continues
- * it. The CLI prints the message and exits with 130.
+ * Thrown when Ctrl-C (SIGINT) or SIGTERM stopped a run after it wrote a checkpoint; `resume` is the command that
+ * continues it. The CLI prints the message and exits with `exitCode` (130 or 143, as a shell reports the signal).
  */
 export class TrainInterrupted extends VggError {
   constructor(
     message: string,
     readonly resume: string,
+    readonly exitCode = 130,
   ) {
     super(message);
     this.name = "TrainInterrupted";
@@ -164,25 +165,40 @@ export async function train(cfgIn: TrainConfig, log: Log = (l) => console.log(l)
     }
   }
   const lock = acquireRunLock(dir, log);
-  const sigint = { requested: false };
-  const onSigint = () => {
+  // Ctrl-C, and SIGTERM (kill, docker stop, systemd): finish the step, checkpoint, exit as the signal's 128 + n.
+  const sigint: Stop = { requested: false, exitCode: 130 };
+  const onSignal = (signal: NodeJS.Signals) => {
+    const code = signal === "SIGTERM" ? 143 : 130;
     if (sigint.requested) {
-      process.stderr.write("vgg: interrupted again: exiting without a new checkpoint\n");
-      process.exit(130);
+      process.stderr.write(`vgg: ${signal} again: exiting without a new checkpoint\n`);
+      process.exit(code);
     }
     sigint.requested = true;
-    log("interrupt: stopping after the current step to write a checkpoint (Ctrl-C again to stop at once)");
+    sigint.exitCode = code;
+    log(
+      signal === "SIGTERM"
+        ? "SIGTERM: stopping after the current step to write a checkpoint"
+        : "interrupt: stopping after the current step to write a checkpoint (Ctrl-C again to stop at once)",
+    );
   };
-  process.on("SIGINT", onSigint);
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
   try {
     return await trainLocked(cfgIn, log, t0, sigint);
   } finally {
-    process.removeListener("SIGINT", onSigint);
+    process.removeListener("SIGINT", onSignal);
+    process.removeListener("SIGTERM", onSignal);
     lock.release();
   }
 }
 
-async function trainLocked(cfgIn: TrainConfig, log: Log, t0: number, sigint: { requested: boolean }): Promise<TrainResult> {
+/** A stop asked for by a signal, and the exit code the CLI then uses. */
+interface Stop {
+  requested: boolean;
+  exitCode: number;
+}
+
+async function trainLocked(cfgIn: TrainConfig, log: Log, t0: number, sigint: Stop): Promise<TrainResult> {
   let cfg = cfgIn;
   const dir = cfg.out;
   const lastPaths = checkpointPaths(dir, "last");
@@ -335,7 +351,11 @@ async function trainLocked(cfgIn: TrainConfig, log: Log, t0: number, sigint: { r
   };
   const interrupted = (where: string) => {
     const hint = resumeHint(cfg);
-    return new TrainInterrupted(`interrupted ${where} step ${state.step} (checkpoint written in ${dir}): resume with ${hint}`, hint);
+    return new TrainInterrupted(
+      `interrupted ${where} step ${state.step} (checkpoint written in ${dir}): resume with ${hint}`,
+      hint,
+      sigint.exitCode,
+    );
   };
 
   try {
