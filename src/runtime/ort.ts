@@ -4,9 +4,8 @@
  */
 import { availableParallelism } from "node:os";
 import * as ort from "onnxruntime-node";
-import { VggError } from "../errors.js";
+import { shown, VggError } from "../errors.js";
 import type { Tensor, TypedData } from "../tensor.js";
-import { shown } from "../weights/bytes.js";
 import { ORT_DTYPES, type Session, type SessionOptions } from "./session.js";
 
 export type { Session, SessionOptions };

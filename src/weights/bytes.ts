@@ -102,18 +102,3 @@ export function checkTensor(t: Tensor, name: string, file: string): void {
 export function tensorBytes(t: Tensor): Uint8Array {
   return new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
 }
-
-/**
- * Untrusted text (names from a file) made safe for a one-line message: control and line-separator characters
- * are escaped and long text is cut, so a hostile name can neither break the line nor flood the terminal.
- */
-export function shown(s: string, max = 80): string {
-  const cut = s.length > max ? `${s.slice(0, max)}...` : s;
-  let out = "";
-  for (const ch of cut) {
-    const c = ch.charCodeAt(0);
-    const unsafe = c < 0x20 || (c >= 0x7f && c <= 0x9f) || c === 0x2028 || c === 0x2029 || (c >= 0xd800 && c <= 0xdfff);
-    out += unsafe ? `\\u${c.toString(16).padStart(4, "0")}` : ch;
-  }
-  return out;
-}

@@ -3,10 +3,10 @@
  * The header is a Python dict literal; it is parsed by a small grammar of its own (never evaluated), and only the
  * exact three keys numpy writes are accepted.
  */
-import { VggError } from "../errors.js";
+import { shown, VggError } from "../errors.js";
 import { type DType, numel, type Tensor } from "../tensor.js";
 import { fsError, withFile, writeFileAtomic } from "./atomic.js";
-import { checkTensor, ITEMSIZE, shown, tensorBytes, typedFromBytes } from "./bytes.js";
+import { checkTensor, ITEMSIZE, tensorBytes, typedFromBytes } from "./bytes.js";
 
 const MAGIC = [0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]; // "\x93NUMPY"
 

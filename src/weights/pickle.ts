@@ -9,8 +9,7 @@
  * is allocated, the stack and memo are bounded, the machine is a loop (no recursion) and every failure is a VggError
  * with a one-line message.
  */
-import { VggError } from "../errors.js";
-import { shown } from "./bytes.js";
+import { shown, VggError } from "../errors.js";
 
 /** A Python tuple; kept apart from lists (plain JS arrays) so that APPEND on a tuple is refused like Python does. */
 export class PyTuple {

@@ -8,10 +8,10 @@
  * read. A contiguous tensor covering its whole storage keeps the storage's buffer (no copy); views are copied.
  */
 import * as zlib from "node:zlib";
-import { VggError } from "../errors.js";
+import { shown, VggError } from "../errors.js";
 import type { DType, StateDict, Tensor, TypedData } from "../tensor.js";
 import { fsError, type ReadFile, withFile } from "./atomic.js";
-import { allocTyped, shown, typedFromBytes } from "./bytes.js";
+import { allocTyped, typedFromBytes } from "./bytes.js";
 import {
   PickleTruncated,
   PyDict,

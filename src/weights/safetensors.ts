@@ -5,10 +5,10 @@
  * The reader follows the format's own validation rules: offsets inside the data, sizes matching shape and dtype,
  * and a data section that the tensors cover exactly (no overlaps, no holes), so a file cannot smuggle extra bytes.
  */
-import { VggError } from "../errors.js";
+import { shown, VggError } from "../errors.js";
 import type { DType, StateDict, Tensor, TypedData } from "../tensor.js";
 import { fsError, withFile, writeFileAtomic } from "./atomic.js";
-import { checkTensor, ITEMSIZE, shown, tensorBytes, typedFromBytes } from "./bytes.js";
+import { checkTensor, ITEMSIZE, tensorBytes, typedFromBytes } from "./bytes.js";
 
 /** The reference implementation refuses headers above 100 MB; so do we, before allocating them. */
 const MAX_HEADER = 100_000_000;
