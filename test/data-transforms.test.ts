@@ -6,6 +6,7 @@ import {
   compileTransforms,
   crop,
   eraseRect,
+  evalScale,
   GRAY_LIGHTING_EIGVAL,
   hflip,
   type Image,
@@ -229,6 +230,21 @@ test("config validation and presets", () => {
   const inetEval = presetTransforms({ channels: 3, size: null, mean: [0, 0, 0], std: [1, 1, 1] }, { size: 224, scale: [256, 512] }, false);
   assert.equal(inetEval.scale, 384);
   assert.equal(inetEval.crop, 224);
+});
+
+test("evalScale: the test scale Q is the one the evaluation transform brings images to", () => {
+  const fm = { channels: 1, size: [28, 28] as [number, number], mean: [0.286], std: [0.353] };
+  const q = (d: typeof fm | { channels: number; size: null; mean: number[]; std: number[] }, o: Parameters<typeof presetTransforms>[1]) =>
+    evalScale(presetTransforms(d, o, false), d.size);
+  assert.equal(q(fm, { size: 32 }), 28, "padded small images keep their size");
+  assert.equal(q(fm, { size: 32, fit: "resize" }), 32, "resized to the input");
+  assert.equal(q(fm, { size: 32, scale: [32, 48] }), 40, "the middle of the jittered range");
+  assert.equal(q(fm, { size: 32, scale: 36 }), 36);
+  const big = { channels: 3, size: [64, 64] as [number, number], mean: [0, 0, 0], std: [1, 1, 1] };
+  assert.equal(evalScale(presetTransforms(big, { size: 32 }, false), big.size), 37, "larger images: rescaled to 32 * 256/224");
+  const folder = { channels: 3, size: null, mean: [0, 0, 0], std: [1, 1, 1] };
+  assert.equal(q(folder, { size: 224 }), 256);
+  assert.throws(() => evalScale({}, null), VggError);
 });
 
 test("random erasing: torchvision's area and aspect ranges, zeroes after normalisation, only in training", () => {

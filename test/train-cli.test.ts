@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
+import { loadCheckpoint, saveCheckpoint } from "../src/train/checkpoint.js";
 import { Rng } from "../src/weights/init.js";
 import { writeNpy } from "../src/weights/npy.js";
 import { readSafetensors } from "../src/weights/safetensors.js";
@@ -89,6 +90,22 @@ test("train, refuse to overwrite, resume exactly, eval the checkpoint", { timeou
   const c = join(d, "c");
   assert.equal(vgg(["train", ...COMMON, "--data", data, "--out", c, "--epochs", "1", "--drop-last"]).status, 0);
   assert.equal(JSON.parse(readFileSync(join(c, "metrics.jsonl"), "utf8")).step, 8);
+
+  // A run saved before --drop-last existed (its args lack dropLast) dropped the partial batch, and resumes so.
+  const old = join(d, "old");
+  assert.equal(vgg(["train", ...COMMON, "--data", data, "--out", old, "--epochs", "1"]).status, 0);
+  const ck = loadCheckpoint(old, "last");
+  delete (ck.state.args as Record<string, unknown>).dropLast;
+  saveCheckpoint(old, "last", ck.weights, ck.model, ck.momentum, ck.state);
+  const r3 = vgg(["train", "--out", old, "--epochs", "2", "--resume", "--no-progress"]);
+  assert.equal(r3.status, 0, r3.stderr);
+  assert.deepEqual(
+    readFileSync(join(old, "metrics.jsonl"), "utf8")
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l).step),
+    [9, 17],
+  );
 
   // eval reads the model description from the checkpoint and agrees with the trainer's own test score.
   const result = JSON.parse(readFileSync(join(a, "result.json"), "utf8"));

@@ -1,7 +1,7 @@
 import { type Command, Option } from "commander";
 import { BatchLoader } from "../data/loader.js";
 import { openDataset } from "../data/spec.js";
-import { presetTransforms } from "../data/transforms.js";
+import { evalScale, presetTransforms } from "../data/transforms.js";
 import { VggError } from "../errors.js";
 import { evaluateMany } from "../eval/evaluate.js";
 import { scores } from "../eval/metrics.js";
@@ -91,10 +91,10 @@ export function register(program: Command): void {
     const tf = presetTransforms(ds, { ...preset, size: inputSize, channels: model.options.inChannels }, false);
     if (o.protocol !== "single" || o.scales !== undefined || o.limit !== undefined) {
       if (precisions.some((p) => p !== "fp32")) throw new VggError("--protocol runs in fp32 only");
-      // The training scale: fixed S, jittered [Smin, Smax], or (small images trained without rescaling) their size.
-      const sc = preset.scale ?? (ds.size ? Math.min(...ds.size) : Math.round((inputSize * 256) / 224));
-      const [Smin, Smax] = typeof sc === "number" ? [sc, sc] : sc;
-      const S = Math.round((Smin + Smax) / 2);
+      // The training scale: the one single-crop evaluation uses (a fixed S, the middle of a jittered range, the
+      // input size for resized small images, or their own size when only padded); Smin/Smax of a jittered range.
+      const S = evalScale(tf, ds.size);
+      const [Smin, Smax] = Array.isArray(preset.scale) ? preset.scale : [S, S];
       const scales = o.scales ? parseScales(o.scales, { S, Smin, Smax }) : [S];
       const sub = subsetSplit(split, o.limit);
       const r = await evaluateProtocol(model, weights, sub, o.protocol, scales, {

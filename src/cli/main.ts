@@ -25,7 +25,8 @@ function fail(err: unknown): never {
   const msg = err instanceof Error ? err.message : String(err);
   console.error(`vgg: ${msg.split("\n")[0]}`);
   if (!(err instanceof VggError) && process.env.VGG_DEBUG) console.error(err);
-  process.exit(err instanceof VggError ? 1 : 70);
+  // A training run stopped by a signal (here through `vgg reproduce`) exits as the shell reports that signal.
+  process.exit(err instanceof VggError ? ((err as { exitCode?: number }).exitCode ?? 1) : 70);
 }
 
 // dist/src/cli/main.js -> the package root.

@@ -306,6 +306,18 @@ function checkStats(c: number, mean: readonly number[], std: readonly number[]):
 
 type Size = number | [number, number];
 
+/**
+ * The test scale Q an evaluation transform brings images to (their shorter side), by the same branches that built
+ * it: the rescale, an exact resize, or (small fixed-size images that are only padded) their own size.
+ */
+export function evalScale(tf: TransformConfig, native: [number, number] | null): number {
+  if (typeof tf.scale === "number") return tf.scale;
+  if (Array.isArray(tf.scale)) return Math.round((tf.scale[0] + tf.scale[1]) / 2);
+  if (tf.resize !== undefined) return typeof tf.resize === "number" ? tf.resize : Math.min(...tf.resize);
+  if (native) return Math.min(...native);
+  throw new VggError("images of varying size need a scale to evaluate at");
+}
+
 /** Serializable (it is sent to the loader's workers). Steps run in the order of the fields. */
 export interface TransformConfig {
   /** Isotropic rescale of the shorter side to S, or to S uniform in [Smin, Smax] per image (jittering). */

@@ -15,7 +15,7 @@ import { join } from "node:path";
 import type { Dataset } from "../data/dataset.js";
 import { BatchLoader } from "../data/loader.js";
 import { openDataset } from "../data/spec.js";
-import { presetTransforms, type TransformConfig } from "../data/transforms.js";
+import { evalScale, presetTransforms, type TransformConfig } from "../data/transforms.js";
 import { VggError } from "../errors.js";
 import { evaluate } from "../eval/evaluate.js";
 import { type Scores, scores } from "../eval/metrics.js";
@@ -130,7 +130,19 @@ export interface TrainResult {
 type Log = (line: string) => void;
 
 /** The args a run is resumed with are the ones it started with; these may change on resume. */
-const RESUMABLE_OVERRIDES = new Set(["epochs", "steps", "progress", "workers", "threads", "resume", "out", "checkpointEvery"]);
+const RESUMABLE_OVERRIDES = new Set([
+  "epochs",
+  "steps",
+  "progress",
+  "workers",
+  "threads",
+  "resume",
+  "out",
+  "checkpointEvery",
+  "testProtocol",
+]);
+/** Overrides that keep the saved value unless given again. */
+const STICKY = new Set(["checkpointEvery", "testProtocol"]);
 
 /**
  * Thrown when Ctrl-C (SIGINT) or SIGTERM stopped a run after it wrote a checkpoint; `resume` is the command that
@@ -166,7 +178,14 @@ export async function train(cfgIn: TrainConfig, log: Log = (l) => console.log(l)
   }
   const lock = acquireRunLock(dir, log);
   // Ctrl-C, and SIGTERM (kill, docker stop, systemd): finish the step, checkpoint, exit as the signal's 128 + n.
-  const sigint: Stop = { requested: false, exitCode: 130 };
+  const sigint: Stop = {
+    requested: false,
+    exitCode: 130,
+    detach: () => {
+      process.removeListener("SIGINT", onSignal);
+      process.removeListener("SIGTERM", onSignal);
+    },
+  };
   const onSignal = (signal: NodeJS.Signals) => {
     const code = signal === "SIGTERM" ? 143 : 130;
     if (sigint.requested) {
@@ -186,8 +205,7 @@ export async function train(cfgIn: TrainConfig, log: Log = (l) => console.log(l)
   try {
     return await trainLocked(cfgIn, log, t0, sigint);
   } finally {
-    process.removeListener("SIGINT", onSignal);
-    process.removeListener("SIGTERM", onSignal);
+    sigint.detach();
     lock.release();
   }
 }
@@ -196,6 +214,8 @@ export async function train(cfgIn: TrainConfig, log: Log = (l) => console.log(l)
 interface Stop {
   requested: boolean;
   exitCode: number;
+  /** Gives the signals back to their default handling. */
+  detach: () => void;
 }
 
 async function trainLocked(cfgIn: TrainConfig, log: Log, t0: number, sigint: Stop): Promise<TrainResult> {
@@ -209,8 +229,8 @@ async function trainLocked(cfgIn: TrainConfig, log: Log, t0: number, sigint: Sto
   if (cfg.resume) {
     ckpt = loadCheckpoint(dir, "last");
     const saved = ckpt.state.args as unknown as TrainConfig;
-    // --checkpoint-every carries over unless given again; the other overrides are per invocation.
-    const overrides = Object.entries(cfgIn).filter(([k, v]) => RESUMABLE_OVERRIDES.has(k) && !(k === "checkpointEvery" && v === undefined));
+    // --checkpoint-every and --test-protocol carry over unless given again; the other overrides are per invocation.
+    const overrides = Object.entries(cfgIn).filter(([k, v]) => RESUMABLE_OVERRIDES.has(k) && !(STICKY.has(k) && v === undefined));
     cfg = { ...saved, ...Object.fromEntries(overrides) } as TrainConfig;
     const pos = ckpt.state.position;
     log(
@@ -292,28 +312,35 @@ async function trainLocked(cfgIn: TrainConfig, log: Log, t0: number, sigint: Sto
   writeTextAtomic(metricsPath, jsonl(history));
   const recent: number[] = state.recent ? [...state.recent] : [];
 
+  // Runs saved before dropLast was an option dropped the partial batch: their resumes keep doing so.
+  const nTrain = ds.splits.train.indices.length;
+  // A last batch of one image has no batch variance to normalise with (PyTorch refuses it at 1x1 maps): dropped.
+  const bn = model.layers.some((l) => l.kind === "batchnorm");
+  const dropLast = (cfg.dropLast ?? true) || (bn && nTrain % cfg.batchSize === 1 && nTrain > 1);
+  // The graph's batch is fixed: a partial last batch gets a graph of its own. Both are built (and their memory
+  // counted) before the first step, so that a run which cannot hold them fails now, not an epoch in.
+  const sizes = [...new Set([nTrain >= cfg.batchSize ? cfg.batchSize : 0, dropLast ? 0 : nTrain % cfg.batchSize])].filter((n) => n > 0);
+  if (sizes.length === 0)
+    throw new VggError(
+      `the training split has ${nTrain} images, fewer than one batch of ${cfg.batchSize} (and --drop-last drops it)`,
+      cfg.data,
+    );
+  const estimates = sizes.map((n) => estimateTraining(model, n));
+  const shared = estimates[0].parts.runtime + estimates[0].parts.weights;
   checkMemory(
-    `training ${cfg.arch} at batch ${cfg.batchSize}, input ${inputSize}`,
-    estimateTraining(model, cfg.batchSize),
+    `training ${cfg.arch} at batch ${sizes.join(" and ")}, input ${inputSize}`,
+    { total: estimates.reduce((t, e) => t + e.total - shared, shared), parts: estimates[0].parts },
     "lower --batch-size or --input-size, or raise --width-divisor",
   );
-  // The graph's batch is fixed, so a partial last batch gets a graph of its own, built when first needed.
   const steps = new Map<number, { step: ReturnType<typeof encodeTrainStep>; session: Session }>();
-  const stepFor = async (n: number) => {
-    let s = steps.get(n);
-    if (!s) {
-      const step = encodeTrainStep(model, { ...sgd, batchSize: n, labelSmoothing: cfg.labelSmoothing });
-      s = { step, session: await createSession(step.bytes, { ...TRAIN_SESSION_OPTIONS, threads: cfg.threads }) };
-      steps.set(n, s);
-    }
-    return s;
-  };
-  await stepFor(cfg.batchSize);
+  for (const n of sizes) {
+    const step = encodeTrainStep(model, { ...sgd, batchSize: n, labelSmoothing: cfg.labelSmoothing });
+    steps.set(n, { step, session: await createSession(step.bytes, { ...TRAIN_SESSION_OPTIONS, threads: cfg.threads }) });
+  }
   const loader = new BatchLoader(ds.splits.train, {
     batchSize: cfg.batchSize,
     shuffle: cfg.shuffle,
-    // Runs saved before dropLast was an option dropped the partial batch: their resumes keep doing so.
-    dropLast: cfg.dropLast ?? true,
+    dropLast,
     transforms: trainTf,
     seed: cfg.seed,
     workers: cfg.workers,
@@ -373,7 +400,7 @@ async function trainLocked(cfgIn: TrainConfig, log: Log, t0: number, sigint: Sto
       const bar = new Progress(`epoch ${epoch + 1}/${cfg.epochs}`, perEpoch, cfg.progress);
       for await (const b of loader.epoch(epoch, k)) {
         lr = schedule.lrAt(epoch, k, perEpoch);
-        const { step, session } = await stepFor(b.n);
+        const { step, session } = steps.get(b.n)!;
         const feeds = stepFeeds(step, weights, momentum, {
           x: { dtype: "float32", shape: [b.n, ...model.inputShape], data: b.x },
           y: { dtype: "int64", shape: [b.n], data: b.y },
@@ -382,7 +409,8 @@ async function trainLocked(cfgIn: TrainConfig, log: Log, t0: number, sigint: Sto
         });
         const out = await session.run(feeds);
         const loss = (out.loss.data as Float32Array)[0];
-        guardDivergence(loss, recent, state.step, epoch, lr, lastPaths.weights);
+        // A partial batch's mean loss over a few images is noisy: it is checked for NaN/Inf only.
+        guardDivergence(loss, b.n === cfg.batchSize ? recent : null, state.step, epoch, lr, lastPaths.weights);
         for (const e of step.state) (e.kind === "momentum" ? momentum : weights).set(e.input, out[e.output]);
         lossSum += loss * b.n;
         hits += (out.correct1.data as Float32Array)[0];
@@ -450,6 +478,8 @@ async function trainLocked(cfgIn: TrainConfig, log: Log, t0: number, sigint: Sto
     await loader.close();
     for (const { session } of steps.values()) await session.release();
   }
+  // Training is over and checkpointed: from here a signal ends the process as usual (a resume redoes the test).
+  sigint.detach();
 
   const bestPath = checkpointPaths(dir, "best").weights;
   let test: Scores | null = null;
@@ -461,19 +491,24 @@ async function trainLocked(cfgIn: TrainConfig, log: Log, t0: number, sigint: Sto
       `test (${test.n} images, best epoch ${state.bestEpoch}): top-1 ${(100 * test.top1).toFixed(2)}%  top-5 ${(100 * test.top5).toFixed(2)}%  loss ${test.loss.toFixed(4)}`,
     );
     if (cfg.testProtocol && cfg.testProtocol !== "single") {
-      // The scale the net was trained at: the middle of a jittered range, or small images' own size.
-      const sc = cfg.scale ?? (ds.size ? Math.min(...ds.size) : Math.round((inputSize * 256) / 224));
-      const S = typeof sc === "number" ? sc : Math.round((sc[0] + sc[1]) / 2);
-      const r = await evaluateProtocol(model, best, ds.splits.test, cfg.testProtocol, [S], {
-        values: { mean: evalTf.mean, std: evalTf.std, channels: evalTf.channels },
-        native: ds.size,
-        threads: cfg.threads,
-      });
-      const { posteriors: _p, labels: _l, tally: _t, seconds: _s, ...kept } = r;
-      testProtocol = kept;
-      log(
-        `test, ${r.protocol} protocol at S=${S} (${r.n} images): top-1 ${(100 * r.top1).toFixed(2)}%  top-5 ${(100 * r.top5).toFixed(2)}%  loss ${r.loss.toFixed(4)}`,
-      );
+      // At the scale single-crop evaluation used: as trained (the middle of a jittered range).
+      const S = evalScale(evalTf, ds.size);
+      try {
+        const r = await evaluateProtocol(model, best, ds.splits.test, cfg.testProtocol, [S], {
+          values: { mean: evalTf.mean, std: evalTf.std, channels: evalTf.channels },
+          native: ds.size,
+          threads: cfg.threads,
+        });
+        const { posteriors: _p, labels: _l, tally: _t, seconds: _s, ...kept } = r;
+        testProtocol = kept;
+        log(
+          `test, ${r.protocol} protocol at S=${S} (${r.n} images): top-1 ${(100 * r.top1).toFixed(2)}%  top-5 ${(100 * r.top5).toFixed(2)}%  loss ${r.loss.toFixed(4)}`,
+        );
+      } catch (err) {
+        // The run and its single-crop score stand; `vgg eval --protocol` can score it again.
+        if (!(err instanceof VggError)) throw err;
+        log(`test, ${cfg.testProtocol} protocol: not scored: ${err.message}`);
+      }
     }
   }
   const result: TrainResult = {
@@ -539,16 +574,17 @@ export async function evalWeights(
   }
 }
 
-function guardDivergence(loss: number, recent: number[], step: number, epoch: number, lr: number, last: string): void {
-  const sorted = [...recent].sort((a, b) => a - b);
+function guardDivergence(loss: number, recent: number[] | null, step: number, epoch: number, lr: number, last: string): void {
+  const sorted = [...(recent ?? [])].sort((a, b) => a - b);
   const median = sorted[sorted.length >> 1];
-  const exploding = recent.length >= 20 && loss > 10 * median && loss > 5;
+  const exploding = recent !== null && recent.length >= 20 && loss > 10 * median && loss > 5;
   if (!Number.isFinite(loss) || exploding) {
     const kept = existsSync(last) ? `the last good checkpoint ${last} is kept` : "no checkpoint was written yet";
     throw new VggError(
       `training diverged at step ${step + 1} (epoch ${epoch + 1}): loss ${loss} with learning rate ${lr.toPrecision(3)}${exploding ? ` (running median ${median.toFixed(4)})` : ""}; ${kept}; try a lower --lr`,
     );
   }
+  if (!recent) return;
   recent.push(loss);
   if (recent.length > 50) recent.shift();
 }
@@ -582,7 +618,7 @@ function describeRun(cfg: TrainConfig, ds: Dataset, model: VggModel, tf: Transfo
   return [
     `${cfg.arch}: ${model.options.head} head, width /${model.options.widthDivisor}, input ${model.inputShape.join("x")}, ${model.options.numClasses} classes`,
     `data ${cfg.data}: train ${n(s.train)}, val ${n(s.val)} (held out), test ${n(s.test)}`,
-    `SGD lr ${cfg.lr} momentum ${cfg.momentum} weight decay ${cfg.weightDecay}${cfg.nesterov ? " nesterov" : ""}, batch ${cfg.batchSize}, ${cfg.epochs} epochs, schedule ${cfg.schedule}, init ${cfg.init}, seed ${cfg.seed}`,
+    `SGD lr ${cfg.lr} momentum ${cfg.momentum} weight decay ${cfg.weightDecay}${cfg.nesterov ? " nesterov" : ""}, batch ${cfg.batchSize}${cfg.dropLast === false ? "" : " (last partial batch dropped)"}, ${cfg.epochs} epochs, schedule ${cfg.schedule}, init ${cfg.init}, seed ${cfg.seed}`,
     `augmentation ${JSON.stringify({ ...tf, mean: undefined, std: undefined })}`,
   ].join("\n");
 }
