@@ -328,7 +328,7 @@ async function trainLocked(cfgIn: TrainConfig, log: Log, t0: number, sigint: Sto
   const estimates = sizes.map((n) => estimateTraining(model, n));
   const shared = estimates[0].parts.runtime + estimates[0].parts.weights;
   checkMemory(
-    `training ${cfg.arch} at batch ${sizes.join(" and ")}, input ${inputSize}`,
+    `training ${cfg.arch} at batch ${sizes[0]}, input ${inputSize}${sizes.length > 1 ? ` (and a last batch of ${sizes[1]})` : ""}`,
     { total: estimates.reduce((t, e) => t + e.total - shared, shared), parts: estimates[0].parts },
     "lower --batch-size or --input-size, or raise --width-divisor",
   );
