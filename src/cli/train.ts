@@ -104,7 +104,7 @@ export function register(program: Command): void {
     )
     .option(
       "--resume",
-      "continue the run in --out from its last checkpoint (its flags are the run's own; --epochs, --steps, --threads, --workers may change)",
+      "continue the run in --out from its last checkpoint (its flags are the run's own; --epochs, --steps, --threads, --workers, --checkpoint-every, --test-protocol may change)",
     )
     .option(
       "--checkpoint-every <steps>",

@@ -312,9 +312,9 @@ async function trainLocked(cfgIn: TrainConfig, log: Log, t0: number, sigint: Sto
   writeTextAtomic(metricsPath, jsonl(history));
   const recent: number[] = state.recent ? [...state.recent] : [];
 
-  // Runs saved before dropLast was an option dropped the partial batch: their resumes keep doing so.
   const nTrain = ds.splits.train.indices.length;
-  // A last batch of one image has no batch variance to normalise with (PyTorch refuses it at 1x1 maps): dropped.
+  // Runs saved before dropLast was an option dropped the partial batch: their resumes keep doing so. A last batch
+  // of one image has no batch variance to normalise with (PyTorch refuses it at 1x1 maps): dropped too.
   const bn = model.layers.some((l) => l.kind === "batchnorm");
   const dropLast = (cfg.dropLast ?? true) || (bn && nTrain % cfg.batchSize === 1 && nTrain > 1);
   // The graph's batch is fixed: a partial last batch gets a graph of its own. Both are built (and their memory
