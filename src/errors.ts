@@ -5,16 +5,19 @@
 export class VggError extends Error {
   /** The file the problem is in, when there is one. */
   readonly file?: string;
-  constructor(message: string, file?: string) {
+  /** The process exit code the CLI ends with: 1, or 128 + n for a run stopped by signal n. */
+  readonly exitCode: number;
+  constructor(message: string, file?: string, exitCode = 1) {
     super(file ? `${file}: ${message}` : message);
     this.name = "VggError";
     this.file = file;
+    this.exitCode = exitCode;
   }
 }
 
 /** Re-throw `err` as a VggError naming `file`, unless it already is one. */
 export function inFile(file: string, err: unknown): VggError {
-  if (err instanceof VggError) return err.file ? err : new VggError(err.message, file);
+  if (err instanceof VggError) return err.file ? err : new VggError(err.message, file, err.exitCode);
   const msg = err instanceof Error ? err.message : String(err);
   return new VggError(msg, file);
 }

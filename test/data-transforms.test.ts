@@ -227,6 +227,16 @@ test("config validation and presets", () => {
   );
   assert.deepEqual(inet.scale, [256, 512]);
   assert.equal(inet.lighting, 0.1);
+  assert.equal(inet.randomCrop, true);
+  // --augment without crop: the training crop at a scale is the centred one evaluation takes.
+  const photos = { channels: 3, size: null, mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25] };
+  const noCrop = presetTransforms(photos, { size: 224, scale: 256, randomCrop: false, flip: false, lighting: 0 }, true);
+  assert.equal(noCrop.randomCrop, false);
+  const big = randomImage(3, 300, 400, 7);
+  assert.deepEqual(
+    transformImage(compileTransforms(noCrop), big, sampleRng(1, 0, 0)).data,
+    transformImage(compileTransforms(presetTransforms(photos, { size: 224, scale: 256 }, false)), big, sampleRng(2, 0, 0)).data,
+  );
   const inetEval = presetTransforms({ channels: 3, size: null, mean: [0, 0, 0], std: [1, 1, 1] }, { size: 224, scale: [256, 512] }, false);
   assert.equal(inetEval.scale, 384);
   assert.equal(inetEval.crop, 224);

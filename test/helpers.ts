@@ -3,6 +3,8 @@ import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { Rng } from "../src/weights/init.js";
+import { writeNpy } from "../src/weights/npy.js";
 
 export const ROOT = resolve(import.meta.dirname, "..", "..");
 export const BIN = join(ROOT, "bin", "vgg.js");
@@ -54,6 +56,27 @@ export async function pool<T>(jobs: (() => Promise<T>)[], width = 2): Promise<T[
   await Promise.all(Array.from({ length: Math.min(width, jobs.length) }, worker));
   if (failed !== undefined) throw failed;
   return out;
+}
+
+/**
+ * A learnable toy set as `X.npy,Y.npy` in `dir`: n 1x32x32 uint8 images in 4 classes, each class a bright square at
+ * its own position on noise (seeded).
+ */
+export function toyData(dir: string, n: number, seed: number): string {
+  const rng = new Rng(seed);
+  const x = new Uint8Array(n * 32 * 32);
+  const y = new BigInt64Array(n);
+  for (let i = 0; i < n; i++) {
+    const c = i % 4;
+    y[i] = BigInt(c);
+    for (let p = 0; p < 1024; p++) x[i * 1024 + p] = Math.floor(rng.next() * 60);
+    const oy = 4 + 14 * (c >> 1);
+    const ox = 4 + 14 * (c & 1);
+    for (let r = 0; r < 10; r++) for (let q = 0; q < 10; q++) x[i * 1024 + (oy + r) * 32 + ox + q] = 200;
+  }
+  writeNpy(join(dir, `x${seed}.npy`), { dtype: "uint8", shape: [n, 1, 32, 32], data: x });
+  writeNpy(join(dir, `y${seed}.npy`), { dtype: "int64", shape: [n], data: y });
+  return `${join(dir, `x${seed}.npy`)},${join(dir, `y${seed}.npy`)}`;
 }
 
 export function tmp(prefix = "vgg-test-"): string {

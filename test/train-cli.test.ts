@@ -4,28 +4,8 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
 import { loadCheckpoint, saveCheckpoint } from "../src/train/checkpoint.js";
-import { Rng } from "../src/weights/init.js";
-import { writeNpy } from "../src/weights/npy.js";
 import { readSafetensors } from "../src/weights/safetensors.js";
-import { assertCleanError, tmp, vgg } from "./helpers.js";
-
-/** A learnable toy set: each class is a bright square at its own position on noise. */
-async function toyData(dir: string, n: number, seed: number): Promise<string> {
-  const rng = new Rng(seed);
-  const x = new Uint8Array(n * 32 * 32);
-  const y = new BigInt64Array(n);
-  for (let i = 0; i < n; i++) {
-    const c = i % 4;
-    y[i] = BigInt(c);
-    for (let p = 0; p < 1024; p++) x[i * 1024 + p] = Math.floor(rng.next() * 60);
-    const oy = 4 + 14 * (c >> 1);
-    const ox = 4 + 14 * (c & 1);
-    for (let r = 0; r < 10; r++) for (let q = 0; q < 10; q++) x[i * 1024 + (oy + r) * 32 + ox + q] = 200;
-  }
-  await writeNpy(join(dir, `x${seed}.npy`), { dtype: "uint8", shape: [n, 1, 32, 32], data: x });
-  await writeNpy(join(dir, `y${seed}.npy`), { dtype: "int64", shape: [n], data: y });
-  return `${join(dir, `x${seed}.npy`)},${join(dir, `y${seed}.npy`)}`;
-}
+import { assertCleanError, tmp, toyData, vgg } from "./helpers.js";
 
 const COMMON = [
   "--arch",
@@ -48,7 +28,7 @@ const COMMON = [
 test("train, refuse to overwrite, resume exactly, eval the checkpoint", { timeout: 240_000 }, async () => {
   const d = tmp();
   // 330 - 64 held out = 266 training images: 8 batches of 32 and a partial one of 10, which gets its own graph.
-  const data = `npy:${await toyData(d, 330, 1)};${await toyData(d, 96, 2)}`;
+  const data = `npy:${toyData(d, 330, 1)};${toyData(d, 96, 2)}`;
   const a = join(d, "a");
   const r1 = vgg(["train", ...COMMON, "--data", data, "--out", a, "--epochs", "2", "--schedule", "step", "--test-protocol", "dense"]);
   assert.equal(r1.status, 0, r1.stderr);
@@ -86,10 +66,28 @@ test("train, refuse to overwrite, resume exactly, eval the checkpoint", { timeou
     assert.deepEqual(Buffer.from(u.data.buffer), Buffer.from(t.data.buffer), k);
   }
 
+  // A bare --resume keeps the run's --epochs (2 here, stopped early by --steps), not the flag's default.
+  const e = join(d, "e");
+  assert.equal(vgg(["train", ...COMMON, "--data", data, "--out", e, "--epochs", "2", "--steps", "9"]).status, 0);
+  const re = vgg(["train", "--out", e, "--resume", "--no-progress"]);
+  assert.equal(re.status, 0, re.stderr);
+  assert.match(re.stdout, /epoch 2\/2/);
+  assert.equal(readFileSync(join(e, "metrics.jsonl"), "utf8").trim().split("\n").length, 2);
+
   // --drop-last: PyTorch's drop_last, 8 steps an epoch.
   const c = join(d, "c");
-  assert.equal(vgg(["train", ...COMMON, "--data", data, "--out", c, "--epochs", "1", "--drop-last"]).status, 0);
+  const rc = vgg(["train", ...COMMON, "--data", data, "--out", c, "--epochs", "1", "--drop-last"]);
+  assert.equal(rc.status, 0, rc.stderr);
+  assert.match(rc.stdout, /batch 32 \(last batch of 10 dropped\)/);
   assert.equal(JSON.parse(readFileSync(join(c, "metrics.jsonl"), "utf8")).step, 8);
+  assert.doesNotMatch(r1.stdout, /dropped/);
+
+  // 321 - 64 = 257 images: a last batch of one image has no batch statistics, so a BN net skips it, and says so.
+  const one = join(d, "one");
+  const r1b = vgg(["train", ...COMMON, "--data", `npy:${toyData(d, 321, 3)}`, "--out", one, "--epochs", "1"]);
+  assert.equal(r1b.status, 0, r1b.stderr);
+  assert.match(r1b.stdout, /last batch of 1 dropped: batch norm needs 2 or more images/);
+  assert.equal(JSON.parse(readFileSync(join(one, "metrics.jsonl"), "utf8")).step, 8);
 
   // A run saved before --drop-last existed (its args lack dropLast) dropped the partial batch, and resumes so.
   const old = join(d, "old");
@@ -114,6 +112,11 @@ test("train, refuse to overwrite, resume exactly, eval the checkpoint", { timeou
   const s = JSON.parse(ev.stdout);
   assert.equal(s.n, 96);
   assert.ok(Math.abs(s.top1 - result.test.top1) < 1e-9, `${s.top1} vs ${result.test.top1}`);
+  // Layer flags beside a self-describing checkpoint are refused, not silently replaced by the checkpoint's.
+  assertCleanError(
+    vgg(["eval", "--weights", join(a, "best.safetensors"), "--data", data, "--num-classes", "3"]),
+    /--num-classes: the checkpoint describes its model; pass --arch/,
+  );
   // --test-protocol dense is `vgg eval --protocol dense` on the best weights, at the data's own scale.
   const dense = vgg(["eval", "--weights", join(a, "best.safetensors"), "--data", data, "--protocol", "dense", "--json"]);
   assert.equal(dense.status, 0, dense.stderr);
@@ -146,7 +149,7 @@ test("train: bad flags and data give one clean line", () => {
 
 test("divergence stops the run with the step, loss and learning rate, and keeps no bad checkpoint", { timeout: 120_000 }, async () => {
   const d = tmp();
-  const data = `npy:${await toyData(d, 160, 3)}`;
+  const data = `npy:${toyData(d, 160, 3)}`;
   const out = join(d, "r");
   const r = vgg(["train", ...COMMON, "--lr", "1e6", "--data", data, "--out", out, "--epochs", "3"]);
   assertCleanError(

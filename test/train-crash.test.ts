@@ -14,27 +14,8 @@ import { join } from "node:path";
 import { after, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Rng } from "../src/weights/init.js";
-import { writeNpy } from "../src/weights/npy.js";
 import { readSafetensors, readSafetensorsFile } from "../src/weights/safetensors.js";
-import { assertCleanError, BIN, ROOT, tmp, vgg } from "./helpers.js";
-
-/** A learnable toy set: each class is a bright square at its own position on noise. */
-function toyData(dir: string, n: number, seed: number): string {
-  const rng = new Rng(seed);
-  const x = new Uint8Array(n * 32 * 32);
-  const y = new BigInt64Array(n);
-  for (let i = 0; i < n; i++) {
-    const c = i % 4;
-    y[i] = BigInt(c);
-    for (let p = 0; p < 1024; p++) x[i * 1024 + p] = Math.floor(rng.next() * 60);
-    const oy = 4 + 14 * (c >> 1);
-    const ox = 4 + 14 * (c & 1);
-    for (let r = 0; r < 10; r++) for (let q = 0; q < 10; q++) x[i * 1024 + (oy + r) * 32 + ox + q] = 200;
-  }
-  writeNpy(join(dir, `x${seed}.npy`), { dtype: "uint8", shape: [n, 1, 32, 32], data: x });
-  writeNpy(join(dir, `y${seed}.npy`), { dtype: "int64", shape: [n], data: y });
-  return `${join(dir, `x${seed}.npy`)},${join(dir, `y${seed}.npy`)}`;
-}
+import { assertCleanError, BIN, ROOT, tmp, toyData, vgg } from "./helpers.js";
 
 const EPOCHS = 5;
 /** 650 images, 64 held out: 18 steps of 32 and one of 10 per epoch (its own graph), 95 in all; dropout and augmentation on. */

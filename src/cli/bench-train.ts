@@ -2,7 +2,7 @@ import type { Command } from "commander";
 import { checkMemory, estimateTraining } from "../memory.js";
 import { benchTrain } from "../train/bench.js";
 import { buildModel } from "../zoo/model.js";
-import { addArchOptions, type ModelFlags, modelOptions, positiveInt } from "./options.js";
+import { addArchOptions, describeOption, type ModelFlags, modelOptions, positiveInt } from "./options.js";
 
 interface Flags extends ModelFlags {
   batch: number;
@@ -18,7 +18,7 @@ interface Flags extends ModelFlags {
 export function register(program: Command): void {
   const bench = program.commands.find((c) => c.name() === "bench");
   if (!bench) throw new Error("bench-train: register the bench command first");
-  addArchOptions(
+  const cmd = addArchOptions(
     bench
       .command("train")
       .description("training images/s over full SGD steps (forward, backward, update; data excluded)")
@@ -29,7 +29,10 @@ export function register(program: Command): void {
       .option("--threads <n>", "engine threads", positiveInt)
       .option("--profile <prefix>", "write ORT's JSON profile")
       .option("--json", "print one JSON line"),
-  ).action(async (o: Flags) => {
+  );
+  // Dropout off by default, as in the PyTorch peer of `npm run bench`.
+  describeOption(cmd, "--dropout", "dropout rate of fc6/fc7 (default 0 here)");
+  cmd.action(async (o: Flags) => {
     const model = { ...modelOptions(o), dropout: o.dropout ?? 0 };
     checkMemory(
       `training ${o.arch} at batch ${o.batch}`,

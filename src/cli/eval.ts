@@ -7,17 +7,17 @@ import { evaluateMany } from "../eval/evaluate.js";
 import { scores } from "../eval/metrics.js";
 import { evaluateProtocol, PROTOCOLS, type Protocol, parseScales, subsetSplit } from "../eval/protocols.js";
 import { checkPrecision, type Precision } from "../precision.js";
-import { checkpointPreprocessing } from "../predict/preprocess.js";
 import { Predictor } from "../predictor.js";
 import type { Tensor } from "../tensor.js";
 import { readModelMeta } from "../train/checkpoint.js";
 import { evalWeights } from "../train/trainer.js";
 import { loadWeights } from "../weights/load.js";
 import { buildModel } from "../zoo/model.js";
-import { addModelOptions, type ModelFlags, modelOptions, positiveInt } from "./options.js";
+import { addArchOptions, type ModelFlags, modelOptions, positiveInt, refuseLayerFlags } from "./options.js";
 import { addPrecisionOptions, calibrationPreprocessing, type PrecisionFlags, precisionOptions } from "./precision.js";
 
-interface EvalFlags extends ModelFlags, Omit<PrecisionFlags, "precision"> {
+interface EvalFlags extends Omit<ModelFlags, "weights">, Omit<PrecisionFlags, "precision"> {
+  weights: string;
   data: string;
   split: "test" | "val";
   inputSize?: number;
@@ -33,10 +33,14 @@ const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
 
 export function register(program: Command): void {
   addPrecisionOptions(
-    addModelOptions(
+    addArchOptions(
       program
         .command("eval")
         .description("loss, top-1 and top-5 of a model on a data split (default: test), in one or more precisions")
+        .requiredOption(
+          "--weights <file>",
+          "a `vgg train` checkpoint (describes its model), or a torchvision .pth/.safetensors with --arch",
+        )
         .requiredOption("--data <spec>", "fashion-mnist[:DIR], cifar10:DIR, folder:DIR, npy:X.npy,Y.npy")
         .option("--split <name>", "test or val", "test")
         .option("--input-size <s>", "network input size", positiveInt)
@@ -64,12 +68,12 @@ export function register(program: Command): void {
         "int8 calibration images: train[:N] (N images, default 1000, drawn from the data's training split with the evaluation transform), a float32 NCHW .npy, or a directory/pattern of image files",
     },
   ).action(async (o: EvalFlags) => {
-    if (!o.weights) throw new VggError("eval needs --weights FILE");
     const precisions = [...new Set(o.precision.split(",").map((p) => checkPrecision(p.trim())))];
     // A checkpoint written by `vgg train` describes its own model; a bare state_dict needs --arch and options.
     const meta = o.weights.endsWith(".safetensors") ? readModelMeta(o.weights) : undefined;
     const arch = o.arch ?? meta?.arch;
     if (!arch) throw new VggError("no model description in the file: pass --arch", o.weights);
+    if (meta && !o.arch) refuseLayerFlags(o, o.weights);
     const options = meta && !o.arch ? { ...meta.options } : modelOptions(o, o.inputSize);
     const ds = await openDataset(o.data, {
       seed: 0,
@@ -90,7 +94,8 @@ export function register(program: Command): void {
     const preset = meta?.preset ?? { size: inputSize };
     const tf = presetTransforms(ds, { ...preset, size: inputSize, channels: model.options.inChannels }, false);
     if (o.protocol !== "single" || o.scales !== undefined || o.limit !== undefined) {
-      if (precisions.some((p) => p !== "fp32")) throw new VggError("--protocol runs in fp32 only");
+      const flag = o.protocol !== "single" ? "--protocol" : o.scales !== undefined ? "--scales" : "--limit";
+      if (precisions.some((p) => p !== "fp32")) throw new VggError(`${flag} runs in fp32 only, not with --precision ${o.precision}`);
       // The training scale: the one single-crop evaluation uses (a fixed S, the middle of a jittered range, the
       // input size for resized small images, or their own size when only padded); Smin/Smax of a jittered range.
       const S = evalScale(tf, ds.size);
@@ -144,7 +149,8 @@ export function register(program: Command): void {
           throw new VggError("the training split is empty", o.data);
         }
       : undefined;
-    const prep = () => (meta ? checkpointPreprocessing(meta, inputSize) : calibrationPreprocessing(o, model.inputShape));
+    // --preset, else the checkpoint's own evaluation transform, else torchvision's.
+    const prep = () => calibrationPreprocessing(o, model.inputShape);
     const ps: Predictor[] = [];
     try {
       for (const p of order) {

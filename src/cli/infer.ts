@@ -5,7 +5,7 @@ import { Predictor } from "../predictor.js";
 import { numel, type Tensor } from "../tensor.js";
 import { readNpy, writeNpy } from "../weights/npy.js";
 import { buildModel } from "../zoo/model.js";
-import { addModelOptions, type ModelFlags, modelOptions, positiveInt } from "./options.js";
+import { addModelOptions, describeOption, type ModelFlags, modelOptions, positiveInt } from "./options.js";
 import { addPrecisionOptions, calibrationPreprocessing, type PrecisionFlags, precisionOptions } from "./precision.js";
 
 interface InferFlags extends ModelFlags, PrecisionFlags {
@@ -17,7 +17,7 @@ interface InferFlags extends ModelFlags, PrecisionFlags {
 }
 
 export function register(program: Command): void {
-  addPrecisionOptions(
+  const cmd = addPrecisionOptions(
     addModelOptions(
       program
         .command("infer")
@@ -29,7 +29,9 @@ export function register(program: Command): void {
         .option("--threads <n>", "engine threads", positiveInt),
     ),
     { preset: true },
-  ).action(async (o: InferFlags) => {
+  );
+  describeOption(cmd, "--in-channels", "input channels (default: the .npy's C)");
+  cmd.action(async (o: InferFlags) => {
     const x = await readNpy(o.input);
     if (x.shape.length !== 4) throw new VggError(`want a float32 NCHW array, got shape [${x.shape.join(", ")}]`, o.input);
     if (x.dtype !== "float32") throw new VggError(`want float32, got ${x.dtype}`, o.input);

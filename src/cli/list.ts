@@ -6,7 +6,9 @@ import { fmtInt, table } from "./table.js";
 export function register(program: Command): void {
   program
     .command("list")
-    .description("every model of the zoo with its parameters and GFLOPs (multiply-adds) at 224x224")
+    .description(
+      'every model of the zoo with its parameters and multiply-adds at 224x224 (GMACs: torchvision\'s "GFLOPS"; JSON key gflops)',
+    )
     .option("--json", "print JSON")
     .action((o: { json?: boolean }) => {
       const rows = ARCHS.map((a) => {
@@ -16,7 +18,7 @@ export function register(program: Command): void {
       if (o.json) return console.log(JSON.stringify(rows));
       console.log(
         table(
-          ["arch", "paper config", "params", "GFLOPs"],
+          ["arch", "paper config", "params", "GMACs"],
           rows.map((r) => [r.arch, r.paper, fmtInt(r.params), r.gflops.toFixed(2)]),
         ),
       );

@@ -26,7 +26,7 @@ function fail(err: unknown): never {
   console.error(`vgg: ${msg.split("\n")[0]}`);
   if (!(err instanceof VggError) && process.env.VGG_DEBUG) console.error(err);
   // A training run stopped by a signal (here through `vgg reproduce`) exits as the shell reports that signal.
-  process.exit(err instanceof VggError ? ((err as { exitCode?: number }).exitCode ?? 1) : 70);
+  process.exit(err instanceof VggError ? err.exitCode : 70);
 }
 
 // dist/src/cli/main.js -> the package root.

@@ -1,5 +1,6 @@
 /** Flags shared by the commands that build a model, and their parsing. */
 import { type Command, InvalidArgumentError, Option } from "commander";
+import { VggError } from "../errors.js";
 import { INIT_SCHEMES, type InitScheme } from "../weights/init.js";
 import type { ModelOptions } from "../zoo/model.js";
 
@@ -55,6 +56,33 @@ export function addModelOptions(cmd: Command, archRequired = true): Command {
     .option("--weights <file>", "torchvision .pth or .safetensors state_dict")
     .addOption(new Option("--init <scheme>", "initialisation when no weights are given").choices(INIT_SCHEMES).default("torchvision"))
     .option("--seed <n>", "seed for initialisation", int, 0);
+}
+
+/** Rewrites a shared flag's help for one command, where its default differs there. */
+export function describeOption(cmd: Command, long: string, description: string): void {
+  const opt = cmd.options.find((o) => o.long === long);
+  if (!opt) throw new Error(`describeOption: ${long} is not an option of ${cmd.name()}`);
+  opt.description = description;
+}
+
+/** The flags that define a model's layers; a checkpoint written by `vgg train` already says all of them. */
+const LAYER_FLAGS: [keyof ModelFlags, string][] = [
+  ["numClasses", "--num-classes"],
+  ["inChannels", "--in-channels"],
+  ["head", "--head"],
+  ["widthDivisor", "--width-divisor"],
+  ["config", "--config"],
+  ["inputSize", "--input-size"],
+];
+
+/**
+ * Refuses layer flags given beside a checkpoint that describes its own model (without --arch), rather than
+ * silently using the checkpoint's values instead of them.
+ */
+export function refuseLayerFlags(f: ModelFlags, file: string): void {
+  const given = LAYER_FLAGS.filter(([k]) => f[k] !== undefined).map(([, flag]) => flag);
+  if (given.length > 0)
+    throw new VggError(`${given.join(", ")}: the checkpoint describes its model; pass --arch to define it yourself`, file);
 }
 
 export function modelOptions(f: ModelFlags, inputSize?: number): ModelOptions {

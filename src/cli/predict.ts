@@ -13,7 +13,7 @@ import { fsError } from "../weights/atomic.js";
 import { writeNpy } from "../weights/npy.js";
 import { defaultLabels, readLabels } from "../zoo/labels.js";
 import { buildModel } from "../zoo/model.js";
-import { addModelOptions, type ModelFlags, modelOptions, positiveInt } from "./options.js";
+import { addModelOptions, type ModelFlags, modelOptions, positiveInt, refuseLayerFlags } from "./options.js";
 import { addPrecisionOptions, type PrecisionFlags, precisionOptions } from "./precision.js";
 
 interface PredictFlags extends Omit<ModelFlags, "arch">, PrecisionFlags {
@@ -31,15 +31,6 @@ interface PredictFlags extends Omit<ModelFlags, "arch">, PrecisionFlags {
 }
 
 /** Model flags that a checkpoint's own description replaces (they apply with --arch only). */
-const MODEL_FLAGS: [keyof PredictFlags, string][] = [
-  ["numClasses", "--num-classes"],
-  ["inChannels", "--in-channels"],
-  ["head", "--head"],
-  ["widthDivisor", "--width-divisor"],
-  ["config", "--config"],
-  ["inputSize", "--input-size"],
-];
-
 export function register(program: Command): void {
   addPrecisionOptions(
     addModelOptions(
@@ -100,9 +91,7 @@ export function register(program: Command): void {
     let options = modelOptions(o as ModelFlags, o.inputSize ?? 224);
     const fromCheckpoint = !!meta && !o.arch;
     if (fromCheckpoint && meta) {
-      const given = MODEL_FLAGS.filter(([k]) => o[k] !== undefined).map(([, f]) => f);
-      if (given.length > 0)
-        throw new VggError(`${given.join(", ")}: the checkpoint describes its model; pass --arch to define it yourself`, o.weights);
+      refuseLayerFlags(o as ModelFlags, o.weights ?? "");
       arch = meta.arch;
       options = { ...meta.options };
     }

@@ -60,7 +60,11 @@ export function register(program: Command): void {
     .option("--lr <x>", "learning rate (cosine schedule)", float, 0.05)
     .option("--seed <n>", "seed of every run", (v) => Number.parseInt(v, 10), 0)
     .option("--test-images <n>", "test images per protocol (default: from the budget)", positiveInt)
-    .option("--val <n>", "held-out validation images", float)
+    .option(
+      "--val <n>",
+      "held-out validation images: a count, or a fraction < 1 (default 5000 for Fashion-MNIST and CIFAR-10, else 0.1)",
+      float,
+    )
     .option("--no-init-from-a", "train B-E from scratch instead of from net A's layers")
     .option("--threads <n>", "engine threads", positiveInt)
     .option("--no-progress", "no progress bars")

@@ -33,7 +33,10 @@ export function register(program: Command): void {
     .option("--model <file.onnx>", "the model to run in the page (exported with --tap NAME,logits to also see a feature map)")
     .option("--port <p>", "port (0: any free port)", port, 8080)
     .option("--host <addr>", "address to bind", "127.0.0.1")
-    .option("--labels <file>", "class names: one per line, or a JSON array (default: the model's, ImageNet's for 1000 classes, or indices)")
+    .option(
+      "--labels <file>",
+      "class names: one per line, or a JSON array (default: the model's, --checkpoint's, ImageNet's for 1000 classes, or indices)",
+    )
     .addOption(new Option("--preset <name>", "preprocessing (default: the model's, else torchvision)").choices(PRESETS))
     .option("--checkpoint <file.safetensors>", "the `vgg train` checkpoint the model was exported from: its labels and preprocessing")
     .action(async (o: ServeFlags) => {

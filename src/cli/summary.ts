@@ -2,11 +2,11 @@ import type { Command } from "commander";
 import { estimateInference, estimateTraining, fmtMiB } from "../memory.js";
 import { numel } from "../tensor.js";
 import { buildModel, macCount, paramCount } from "../zoo/model.js";
-import { addModelOptions, type ModelFlags, modelOptions, positiveInt } from "./options.js";
+import { addArchOptions, type ModelFlags, modelOptions, positiveInt } from "./options.js";
 import { fmtInt, table } from "./table.js";
 
 export function register(program: Command): void {
-  addModelOptions(
+  addArchOptions(
     program
       .command("summary")
       .description("layer table: name, kind, output shape, parameters, multiply-adds")

@@ -2,8 +2,8 @@ import { type Command, Option } from "commander";
 import { VggError } from "../errors.js";
 import { PROTOCOLS, type Protocol } from "../eval/protocols.js";
 import { SCHEDULES, type ScheduleKind } from "../train/schedule.js";
-import { type TrainConfig, TrainInterrupted, train } from "../train/trainer.js";
-import { addModelOptions, float, int, type ModelFlags, modelOptions, positiveInt } from "./options.js";
+import { DEFAULT_EPOCHS, type TrainConfig, TrainInterrupted, train } from "../train/trainer.js";
+import { addModelOptions, describeOption, float, int, type ModelFlags, modelOptions, positiveInt } from "./options.js";
 
 interface TrainFlags extends Omit<ModelFlags, "init" | "arch"> {
   arch?: string;
@@ -70,7 +70,7 @@ export function register(program: Command): void {
     .description("train a VGG with SGD (the whole step one ONNX graph on ONNX Runtime); evaluates on the test split at the end")
     .option("--data <spec>", "fashion-mnist[:DIR], cifar10:DIR, folder:DIR, npy:X.npy,Y.npy (required, except with --resume)")
     .requiredOption("--out <run_dir>", "run directory: metrics.jsonl, best/last.safetensors, result.json")
-    .option("--epochs <n>", "epochs", positiveInt, 30)
+    .option("--epochs <n>", `epochs (default ${DEFAULT_EPOCHS}; on --resume, the run's own)`, positiveInt)
     .option("--batch-size <n>", "mini-batch size (paper: 256)", positiveInt, 128)
     .option("--lr <x>", "learning rate (paper: 0.01)", float, 0.01)
     .option("--momentum <x>", "SGD momentum", float, 0.9)
@@ -82,7 +82,7 @@ export function register(program: Command): void {
       new Option("--schedule <kind>", "plateau (paper: /10 when val accuracy stalls), step, cosine").choices(SCHEDULES).default("plateau"),
     )
     .option("--patience <n>", "plateau: epochs without improvement before a cut", int, 2)
-    .option("--warmup <epochs>", "cosine: linear warm-up epochs", float)
+    .option("--warmup <epochs>", "cosine: linear warm-up epochs (default 1)", float)
     .option("--steps <n>", "stop after this many steps in all", positiveInt)
     .option("--no-shuffle", "keep the data order")
     .option("--drop-last", "drop each epoch's last, partial batch (default: train on it too)")
@@ -94,9 +94,13 @@ export function register(program: Command): void {
         .choices(["meanstd", "mean", "none"])
         .default("meanstd"),
     )
-    .option("--val <n>", "held-out validation images from the training data (count, or fraction < 1)", float)
+    .option(
+      "--val <n>",
+      "held-out validation images from the training data: a count, or a fraction < 1 (default 5000 for Fashion-MNIST and CIFAR-10, else 0.1)",
+      float,
+    )
     .option("--input-size <s>", "network input size (default: the data's, at least 32)", positiveInt)
-    .option("--workers <n>", "data worker threads", int)
+    .option("--workers <n>", "data worker threads (default 1; 2 for image files)", int)
     .option("--threads <n>", "engine threads", positiveInt)
     .option(
       "--init-from <file>",
@@ -122,10 +126,12 @@ export function register(program: Command): void {
   addModelOptions(cmd, false);
   // Training's --init takes a weights file as well as a scheme name.
   const init = cmd.options.find((o) => o.long === "--init");
-  if (init) {
-    init.argChoices = undefined;
-    init.description = "weights file to start from, or torchvision|paper|glorot";
-  }
+  if (init) init.argChoices = undefined;
+  describeOption(cmd, "--init", "weights file to start from, or torchvision|paper|glorot");
+  describeOption(cmd, "--num-classes", "classes of the last FC layer (default: the data's)");
+  describeOption(cmd, "--in-channels", "input channels (default: the data's)");
+  // Kept only to answer with the flag that does it: --init FILE.
+  cmd.options.find((o) => o.long === "--weights")?.hideHelp();
   cmd.action(async (o: TrainFlags) => {
     if (o.memoryCheck === false) process.env.VGG_NO_MEMORY_CHECK = "1";
     if (o.weights) throw new VggError("train takes a starting point with --init FILE, not --weights");

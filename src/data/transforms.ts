@@ -583,8 +583,10 @@ export interface PresetOptions {
   scale?: number | [number, number];
   /** Test scale Q for variable-size images. Default: S for fixed S, (Smin+Smax)/2 for jittered S. */
   testScale?: number;
-  /** Random crop padding for fixed-size data (default size/8: 4 for 32). */
+  /** Random crop padding for fixed-size data (default size/8: 4 for 32); 0 with no scale: no crop. */
   cropPadding?: number;
+  /** Training at a scale: a random crop (default) or, false, the centre crop evaluation takes. */
+  randomCrop?: boolean;
   flip?: boolean;
   /** Lighting alpha std; default 0.1 for variable-size (ImageNet-like) data, off for small fixed-size data. */
   lighting?: number;
@@ -623,7 +625,7 @@ export function presetTransforms(ds: DataStats, opts: PresetOptions, train: bool
       Object.assign(cfg, {
         scale: s,
         crop: size,
-        randomCrop: true,
+        randomCrop: opts.randomCrop ?? true,
         flip: opts.flip ?? true,
         lighting: opts.lighting ?? (ds.size ? 0 : 0.1),
       });

@@ -50,7 +50,8 @@ export interface TrainConfig {
   model: ModelOptions;
   data: string;
   out: string;
-  epochs: number;
+  /** Default DEFAULT_EPOCHS; on --resume, the run's own unless given again. */
+  epochs?: number;
   batchSize: number;
   lr: number;
   momentum: number;
@@ -70,7 +71,7 @@ export interface TrainConfig {
   steps?: number;
   shuffle: boolean;
   flip: boolean;
-  /** Random-crop padding for small fixed-size images. */
+  /** Random-crop padding for small fixed-size images; 0 is --augment without crop: no random crop at any scale. */
   cropPadding?: number;
   lighting?: number;
   /** Random erasing probability (torchvision's RandomErasing). */
@@ -142,7 +143,10 @@ const RESUMABLE_OVERRIDES = new Set([
   "testProtocol",
 ]);
 /** Overrides that keep the saved value unless given again. */
-const STICKY = new Set(["checkpointEvery", "testProtocol"]);
+const STICKY = new Set(["epochs", "checkpointEvery", "testProtocol"]);
+export const DEFAULT_EPOCHS = 30;
+/** A run's settings once the defaults and, on resume, the saved args are applied. */
+type RunConfig = TrainConfig & { epochs: number };
 
 /**
  * Thrown when Ctrl-C (SIGINT) or SIGTERM stopped a run after it wrote a checkpoint; `resume` is the command that
@@ -152,9 +156,9 @@ export class TrainInterrupted extends VggError {
   constructor(
     message: string,
     readonly resume: string,
-    readonly exitCode = 130,
+    exitCode = 130,
   ) {
-    super(message);
+    super(message, undefined, exitCode);
     this.name = "TrainInterrupted";
   }
 }
@@ -219,19 +223,20 @@ interface Stop {
 }
 
 async function trainLocked(cfgIn: TrainConfig, log: Log, t0: number, sigint: Stop): Promise<TrainResult> {
-  let cfg = cfgIn;
-  const dir = cfg.out;
+  let cfg: RunConfig;
+  const dir = cfgIn.out;
   const lastPaths = checkpointPaths(dir, "last");
   const metricsPath = join(dir, "metrics.jsonl");
   // Under the lock: finish or drop a checkpoint a crash interrupted, remove temp files of interrupted writes.
   for (const line of recoverCheckpoint(dir, "last")) log(`${dir}: ${line}`);
   let ckpt: Checkpoint | undefined;
-  if (cfg.resume) {
+  if (cfgIn.resume) {
     ckpt = loadCheckpoint(dir, "last");
-    const saved = ckpt.state.args as unknown as TrainConfig;
-    // --checkpoint-every and --test-protocol carry over unless given again; the other overrides are per invocation.
+    const saved = ckpt.state.args as unknown as RunConfig;
+    // --epochs, --checkpoint-every and --test-protocol carry over unless given again; the other overrides are per
+    // invocation.
     const overrides = Object.entries(cfgIn).filter(([k, v]) => RESUMABLE_OVERRIDES.has(k) && !(STICKY.has(k) && v === undefined));
-    cfg = { ...saved, ...Object.fromEntries(overrides) } as TrainConfig;
+    cfg = { ...saved, ...Object.fromEntries(overrides) } as RunConfig;
     const pos = ckpt.state.position;
     log(
       pos && pos.epoch === ckpt.state.epoch
@@ -241,8 +246,8 @@ async function trainLocked(cfgIn: TrainConfig, log: Log, t0: number, sigint: Sto
   } else if (existsSync(lastPaths.weights)) {
     throw new VggError("already holds a run: pass --resume to continue it, or choose another --out", dir);
   } else {
-    // Saved with the run, so that its resume sees the same epochs.
-    cfg = { ...cfg, dropLast: cfg.dropLast ?? false };
+    // dropLast is saved with the run, so that its resume runs the same batches.
+    cfg = { ...cfgIn, epochs: cfgIn.epochs ?? DEFAULT_EPOCHS, dropLast: cfgIn.dropLast ?? false };
   }
 
   const ds = await openDataset(cfg.data, { seed: cfg.seed, val: cfg.val, channels: cfg.model.inChannels === 1 ? 1 : 3 });
@@ -260,6 +265,7 @@ async function trainLocked(cfgIn: TrainConfig, log: Log, t0: number, sigint: Sto
     fit: cfg.fit,
     scale: cfg.scale,
     cropPadding: cfg.cropPadding,
+    randomCrop: cfg.cropPadding !== 0,
     flip: cfg.flip,
     lighting: cfg.lighting,
     erase: cfg.erase,
@@ -313,10 +319,7 @@ async function trainLocked(cfgIn: TrainConfig, log: Log, t0: number, sigint: Sto
   const recent: number[] = state.recent ? [...state.recent] : [];
 
   const nTrain = ds.splits.train.indices.length;
-  // Runs saved before dropLast was an option dropped the partial batch: their resumes keep doing so. A last batch
-  // of one image has no batch variance to normalise with (PyTorch refuses it at 1x1 maps): dropped too.
-  const bn = model.layers.some((l) => l.kind === "batchnorm");
-  const dropLast = (cfg.dropLast ?? true) || (bn && nTrain % cfg.batchSize === 1 && nTrain > 1);
+  const dropLast = dropsLastBatch(cfg, model, nTrain);
   // The graph's batch is fixed: a partial last batch gets a graph of its own. Both are built (and their memory
   // counted) before the first step, so that a run which cannot hold them fails now, not an epoch in.
   const sizes = [...new Set([nTrain >= cfg.batchSize ? cfg.batchSize : 0, dropLast ? 0 : nTrain % cfg.batchSize])].filter((n) => n > 0);
@@ -545,7 +548,7 @@ function jsonl(history: EpochMetrics[]): string {
 }
 
 /** The command that resumes the run: the saved flags come from the checkpoint, these are per invocation. */
-function resumeHint(cfg: TrainConfig): string {
+function resumeHint(cfg: RunConfig): string {
   const q = (s: string) => (/^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replaceAll("'", `'\\''`)}'`);
   const parts = ["vgg", "train", "--out", q(cfg.out), "--resume", "--epochs", String(cfg.epochs)];
   if (cfg.steps !== undefined) parts.push("--steps", String(cfg.steps));
@@ -612,13 +615,28 @@ function readHistory(path: string): EpochMetrics[] {
     });
 }
 
-function describeRun(cfg: TrainConfig, ds: Dataset, model: VggModel, tf: TransformConfig): string {
+/**
+ * Whether the epoch's last, partial batch is skipped. Runs saved before dropLast was an option dropped it: their
+ * resumes keep doing so. A last batch of one image has no batch variance to normalise with (PyTorch refuses it at
+ * 1x1 maps): dropped too when the net has BN.
+ */
+function dropsLastBatch(cfg: TrainConfig, model: VggModel, nTrain: number): boolean {
+  const bn = model.layers.some((l) => l.kind === "batchnorm");
+  return (cfg.dropLast ?? true) || (bn && nTrain % cfg.batchSize === 1 && nTrain > 1);
+}
+
+function describeRun(cfg: RunConfig, ds: Dataset, model: VggModel, tf: TransformConfig): string {
   const s = ds.splits;
   const n = (x: { indices: Int32Array } | null) => (x ? x.indices.length : 0);
+  const rest = n(s.train) % cfg.batchSize;
+  const dropped =
+    rest === 0 || !dropsLastBatch(cfg, model, n(s.train))
+      ? ""
+      : ` (last batch of ${rest} dropped${cfg.dropLast === false ? ": batch norm needs 2 or more images" : ""})`;
   return [
     `${cfg.arch}: ${model.options.head} head, width /${model.options.widthDivisor}, input ${model.inputShape.join("x")}, ${model.options.numClasses} classes`,
     `data ${cfg.data}: train ${n(s.train)}, val ${n(s.val)} (held out), test ${n(s.test)}`,
-    `SGD lr ${cfg.lr} momentum ${cfg.momentum} weight decay ${cfg.weightDecay}${cfg.nesterov ? " nesterov" : ""}, batch ${cfg.batchSize}${cfg.dropLast === false ? "" : " (last partial batch dropped)"}, ${cfg.epochs} epochs, schedule ${cfg.schedule}, init ${cfg.init}, seed ${cfg.seed}`,
+    `SGD lr ${cfg.lr} momentum ${cfg.momentum} weight decay ${cfg.weightDecay}${cfg.nesterov ? " nesterov" : ""}, batch ${cfg.batchSize}${dropped}, ${cfg.epochs} epochs, schedule ${cfg.schedule}, init ${cfg.init}, seed ${cfg.seed}`,
     `augmentation ${JSON.stringify({ ...tf, mean: undefined, std: undefined })}`,
   ].join("\n");
 }
