@@ -4,6 +4,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
 import { loadCheckpoint, saveCheckpoint } from "../src/train/checkpoint.js";
+import { readNpy, writeNpy } from "../src/weights/npy.js";
 import { readSafetensors } from "../src/weights/safetensors.js";
 import { assertCleanError, tmp, toyData, vgg } from "./helpers.js";
 
@@ -117,6 +118,21 @@ test("train, refuse to overwrite, resume exactly, eval the checkpoint", { timeou
     vgg(["eval", "--weights", join(a, "best.safetensors"), "--data", data, "--num-classes", "3"]),
     /--num-classes: the checkpoint describes its model; pass --arch/,
   );
+  // export and infer read the checkpoint's description too: no --arch or model flags needed.
+  const onnx = join(d, "a.onnx");
+  const ex = vgg(["export", "--weights", join(a, "best.safetensors"), "--out", onnx]);
+  assert.equal(ex.status, 0, ex.stderr);
+  assert.match(ex.stdout, /vgg11_bn, fp32, input \[N, 1, 32, 32\]/);
+  const xin = join(d, "xin.npy");
+  writeNpy(xin, { dtype: "float32", shape: [3, 1, 32, 32], data: new Float32Array(3 * 1024).fill(0.5) });
+  const inf = vgg(["infer", "--weights", join(a, "best.safetensors"), "--input", xin, "--out", join(d, "logits.npy")]);
+  assert.equal(inf.status, 0, inf.stderr);
+  assert.deepEqual(readNpy(join(d, "logits.npy")).shape, [3, 4]);
+  assertCleanError(
+    vgg(["export", "--weights", join(a, "best.safetensors"), "--out", join(d, "b.onnx"), "--head", "paper"]),
+    /--head: the checkpoint describes its model; pass --arch/,
+  );
+  assert.ok(!existsSync(join(d, "b.onnx")));
   // --test-protocol dense is `vgg eval --protocol dense` on the best weights, at the data's own scale.
   const dense = vgg(["eval", "--weights", join(a, "best.safetensors"), "--data", data, "--protocol", "dense", "--json"]);
   assert.equal(dense.status, 0, dense.stderr);

@@ -5,7 +5,7 @@ import { lowerPrecision } from "../precision.js";
 import { weightsFor } from "../predictor.js";
 import { writeFileAtomic } from "../weights/atomic.js";
 import { buildModel } from "../zoo/model.js";
-import { addModelOptions, type ModelFlags, modelOptions, positiveInt } from "./options.js";
+import { addModelOptions, type ModelFlags, positiveInt, resolveModel } from "./options.js";
 import { addPrecisionOptions, calibrationPreprocessing, type PrecisionFlags, precisionOptions } from "./precision.js";
 
 type ExportFlags = ModelFlags & PrecisionFlags & { out: string; tap?: string; threads?: number };
@@ -20,10 +20,12 @@ export function register(program: Command): void {
         .option("--input-size <s>", "square input size (default 224)", positiveInt)
         .option("--tap <names>", "comma-separated outputs instead of the logits, e.g. relu2_2,relu4_3")
         .option("--threads <n>", "engine threads for int8 calibration", positiveInt),
+      false,
     ),
     { fp16Compute: true, preset: true },
   ).action(async (o: ExportFlags) => {
-    const m = buildModel(o.arch, modelOptions(o));
+    const { arch, options } = resolveModel(o);
+    const m = buildModel(arch, options);
     const p = await precisionOptions(o, o.precision, m.inputShape, () => calibrationPreprocessing(o, m.inputShape));
     // The weights are not kept in a variable: int8 drops the float copy while it calibrates (peak memory).
     const taps = o.tap ? o.tap.split(",") : undefined;

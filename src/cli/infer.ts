@@ -5,7 +5,7 @@ import { Predictor } from "../predictor.js";
 import { numel, type Tensor } from "../tensor.js";
 import { readNpy, writeNpy } from "../weights/npy.js";
 import { buildModel } from "../zoo/model.js";
-import { addModelOptions, describeOption, type ModelFlags, modelOptions, positiveInt } from "./options.js";
+import { addModelOptions, describeOption, type ModelFlags, positiveInt, resolveModel } from "./options.js";
 import { addPrecisionOptions, calibrationPreprocessing, type PrecisionFlags, precisionOptions } from "./precision.js";
 
 interface InferFlags extends ModelFlags, PrecisionFlags {
@@ -27,6 +27,7 @@ export function register(program: Command): void {
         .option("--tap <name>", "output this named feature instead of the logits (relu1_1 ... relu5_4, pool1 ... pool5, fc6, fc7)")
         .option("--batch-size <n>", "images per engine run", positiveInt, 16)
         .option("--threads <n>", "engine threads", positiveInt),
+      false,
     ),
     { preset: true },
   );
@@ -38,20 +39,21 @@ export function register(program: Command): void {
     const [n, c, h, w] = x.shape;
     if (n === 0) throw new VggError(`the batch is empty (shape [${x.shape.join(", ")}])`, o.input);
     if (h !== w) throw new VggError(`images must be square, got ${h}x${w}`, o.input);
-    if (o.inChannels === undefined) o.inChannels = c;
+    if (o.arch && o.inChannels === undefined) o.inChannels = c;
     const tap = o.tap ?? "logits";
     let p: Predictor;
     try {
-      const model = buildModel(o.arch, modelOptions(o, h));
+      const { arch, options } = resolveModel(o, h);
+      const model = buildModel(arch, options);
       const shape = model.inputShape;
       checkMemory(
-        `inference with ${o.arch} at batch ${Math.min(n, o.batchSize)}`,
+        `inference with ${arch} at batch ${Math.min(n, o.batchSize)}`,
         estimateInference(model, Math.min(n, o.batchSize)),
         "use a smaller --batch-size",
       );
       const prec = await precisionOptions(o, o.precision, shape, () => calibrationPreprocessing(o, shape));
-      p = await Predictor.create(o.arch, {
-        ...modelOptions(o, h),
+      p = await Predictor.create(arch, {
+        ...options,
         ...prec,
         weights: o.weights,
         init: o.init,

@@ -1,6 +1,7 @@
 /** Flags shared by the commands that build a model, and their parsing. */
 import { type Command, InvalidArgumentError, Option } from "commander";
 import { VggError } from "../errors.js";
+import { readModelMeta } from "../train/checkpoint.js";
 import { INIT_SCHEMES, type InitScheme } from "../weights/init.js";
 import type { ModelOptions } from "../zoo/model.js";
 
@@ -95,4 +96,20 @@ export function modelOptions(f: ModelFlags, inputSize?: number): ModelOptions {
     inputSize: inputSize ?? f.inputSize,
     config: f.config ? f.config.split(",").map((s) => (/^\d+$/.test(s.trim()) ? Number(s) : s.trim())) : undefined,
   };
+}
+
+/**
+ * The model a command runs: --arch and the layer flags, or, without --arch, the description a `vgg train` checkpoint
+ * (--weights FILE.safetensors) carries. `inputSize`, when given, is the input size either way (infer: the .npy's).
+ */
+export function resolveModel(f: ModelFlags, inputSize?: number): { arch: string; options: ModelOptions } {
+  if (f.arch) return { arch: f.arch, options: modelOptions(f, inputSize) };
+  const meta = f.weights?.endsWith(".safetensors") ? readModelMeta(f.weights) : undefined;
+  if (!f.weights || !meta)
+    throw new VggError(
+      f.weights ? "the weights file has no model description: pass --arch" : "pass --arch NAME (or --weights of a `vgg train` checkpoint)",
+      f.weights,
+    );
+  refuseLayerFlags(f, f.weights);
+  return { arch: meta.arch, options: inputSize ? { ...meta.options, inputSize } : { ...meta.options } };
 }
