@@ -35,6 +35,18 @@ function rawFile(name: string, header: unknown, data: Uint8Array, headerLen?: bi
   return p;
 }
 
+test("a header-only read gives the metadata without the tensors, and still checks the header", () => {
+  const p = join(dir, "meta-only.safetensors");
+  writeSafetensors(p, sample(), { model: '{"arch":"vgg11"}' });
+  const r = readSafetensorsFile(p, { tensors: false });
+  assert.deepEqual(r.metadata, { model: '{"arch":"vgg11"}' });
+  assert.equal(r.tensors.size, 0);
+  assert.equal(readSafetensorsFile(p).tensors.size, sample().size);
+  const f32 = new Uint8Array(8);
+  const gap = rawFile("meta-gap.safetensors", { a: { dtype: "F32", shape: [1], data_offsets: [4, 8] } }, f32);
+  assertVggError(() => readSafetensorsFile(gap, { tensors: false }), gap, /belong to no tensor/);
+});
+
 test("round trip keeps names, order, dtypes, shapes, exact values and metadata", () => {
   const p = join(dir, "round.safetensors");
   writeSafetensors(p, sample(), { format: "pt", note: "héllo" });

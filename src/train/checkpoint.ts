@@ -184,7 +184,7 @@ export function recoverCheckpoint(dir: string, name = "last"): string[] {
 }
 
 export function readModelMeta(path: string): ModelMeta | undefined {
-  const meta = readSafetensorsFile(path).metadata;
+  const meta = readSafetensorsFile(path, { tensors: false }).metadata;
   if (!meta.model) return undefined;
   try {
     return JSON.parse(meta.model) as ModelMeta;

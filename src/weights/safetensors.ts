@@ -103,8 +103,11 @@ function toTensor(e: Entry, bytes: Uint8Array): Tensor {
   return { dtype: e.dtype, shape: e.shape, data };
 }
 
-/** Reads every tensor and the `__metadata__` of a safetensors file. */
-export function readSafetensorsFile(path: string): SafetensorsFile {
+/**
+ * Reads every tensor and the `__metadata__` of a safetensors file. With `tensors: false` only the header is read
+ * (and checked in full): the metadata, and an empty tensor map.
+ */
+export function readSafetensorsFile(path: string, opts: { tensors?: boolean } = {}): SafetensorsFile {
   return withFile(path, (f) => {
     try {
       if (f.size < 8) throw new VggError(`truncated safetensors file (${f.size} bytes, no header length)`, path);
@@ -159,7 +162,7 @@ export function readSafetensorsFile(path: string): SafetensorsFile {
       }
       if (covered !== dataLen) throw new VggError(`data bytes ${covered}..${dataLen} belong to no tensor`, path);
       const tensors: StateDict = new Map();
-      for (const e of entries) tensors.set(e.name, toTensor(e, f.read(dataStart + e.begin, e.end - e.begin)));
+      if (opts.tensors !== false) for (const e of entries) tensors.set(e.name, toTensor(e, f.read(dataStart + e.begin, e.end - e.begin)));
       // fromEntries defines own properties, so a "__proto__" key stays a key instead of replacing the prototype.
       return { tensors, metadata: Object.fromEntries(meta) };
     } catch (err) {
