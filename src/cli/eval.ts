@@ -13,7 +13,7 @@ import { readModelMeta } from "../train/checkpoint.js";
 import { evalWeights } from "../train/trainer.js";
 import { loadWeights } from "../weights/load.js";
 import { buildModel } from "../zoo/model.js";
-import { addArchOptions, type ModelFlags, modelOptions, positiveInt, refuseLayerFlags } from "./options.js";
+import { addArchOptions, type ModelFlags, positiveInt, resolveModel } from "./options.js";
 import { addPrecisionOptions, calibrationPreprocessing, type PrecisionFlags, precisionOptions } from "./precision.js";
 
 interface EvalFlags extends Omit<ModelFlags, "weights">, Omit<PrecisionFlags, "precision"> {
@@ -71,10 +71,7 @@ export function register(program: Command): void {
     const precisions = [...new Set(o.precision.split(",").map((p) => checkPrecision(p.trim())))];
     // A checkpoint written by `vgg train` describes its own model; a bare state_dict needs --arch and options.
     const meta = o.weights.endsWith(".safetensors") ? readModelMeta(o.weights) : undefined;
-    const arch = o.arch ?? meta?.arch;
-    if (!arch) throw new VggError("no model description in the file: pass --arch", o.weights);
-    if (meta && !o.arch) refuseLayerFlags(o, o.weights);
-    const options = meta && !o.arch ? { ...meta.options } : modelOptions(o, o.inputSize);
+    const { arch, options } = resolveModel(o);
     const ds = await openDataset(o.data, {
       seed: 0,
       val: o.split === "val" ? undefined : 0,

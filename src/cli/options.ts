@@ -80,7 +80,7 @@ const LAYER_FLAGS: [keyof ModelFlags, string][] = [
  * Refuses layer flags given beside a checkpoint that describes its own model (without --arch), rather than
  * silently using the checkpoint's values instead of them.
  */
-export function refuseLayerFlags(f: ModelFlags, file: string): void {
+function refuseLayerFlags(f: ModelFlags, file: string): void {
   const given = LAYER_FLAGS.filter(([k]) => f[k] !== undefined).map(([, flag]) => flag);
   if (given.length > 0)
     throw new VggError(`${given.join(", ")}: the checkpoint describes its model; pass --arch to define it yourself`, file);

@@ -13,7 +13,7 @@ import { fsError } from "../weights/atomic.js";
 import { writeNpy } from "../weights/npy.js";
 import { defaultLabels, readLabels } from "../zoo/labels.js";
 import { buildModel } from "../zoo/model.js";
-import { addModelOptions, type ModelFlags, modelOptions, positiveInt, refuseLayerFlags } from "./options.js";
+import { addModelOptions, type ModelFlags, positiveInt, resolveModel } from "./options.js";
 import { addPrecisionOptions, type PrecisionFlags, precisionOptions } from "./precision.js";
 
 interface PredictFlags extends Omit<ModelFlags, "arch">, PrecisionFlags {
@@ -87,19 +87,7 @@ export function register(program: Command): void {
 
     // A checkpoint written by `vgg train` describes its model, labels and preprocessing; anything else needs --arch.
     const meta: ModelMeta | undefined = o.weights?.endsWith(".safetensors") ? readModelMeta(o.weights) : undefined;
-    let arch = o.arch;
-    let options = modelOptions(o as ModelFlags, o.inputSize ?? 224);
-    const fromCheckpoint = !!meta && !o.arch;
-    if (fromCheckpoint && meta) {
-      refuseLayerFlags(o as ModelFlags, o.weights ?? "");
-      arch = meta.arch;
-      options = { ...meta.options };
-    }
-    if (!arch)
-      throw new VggError(
-        o.weights ? "the weights file has no model description: pass --arch" : "pass --arch NAME (and --weights FILE)",
-        o.weights,
-      );
+    const { arch, options } = resolveModel(o as ModelFlags, o.arch ? (o.inputSize ?? 224) : undefined);
     const planned = buildModel(arch, options);
     const [channels, size] = planned.inputShape;
     checkMemory(`inference with ${arch} at batch ${o.batchSize}`, estimateInference(planned, o.batchSize), "use a smaller --batch-size");
