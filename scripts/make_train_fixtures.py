@@ -6,15 +6,17 @@ For every case: a small model (scripts/reference_models.py: torchvision's struct
 state_dict, one batch, and what ONE torch.optim.SGD step (lr 0.1, momentum 0.9, weight_decay 5e-4, model.train())
 does: the loss before the step, top-1/top-5 hits, and the update (new minus old) of every state_dict tensor (BN
 running statistics and num_batches_tracked included) and of every momentum buffer (from zero: torch's first step
-sets buf = d_p). Some cases vary the recipe (Nesterov, label smoothing, two steps, no decay on BN and biases).
+sets buf = d_p). Some cases vary the recipe (Nesterov, label smoothing, two steps, no decay on BN and biases), one
+the batch (images on a constant background, where max-pool windows tie).
 
 Files (safetensors, written here without the safetensors package):
     batch_n{N}.safetensors             x float32 [N, 3, 32, 32], y int64 [N]
+    batch_background_n{N}.safetensors  the same on a constant background (tied max-pool windows)
     {case}.init.safetensors            the state_dict before the step
     {case}.update.safetensors          "<key>" = new - old for each state_dict key, "<key>.momentum_buffer" = the
                                        buffer after the step(s); metadata: loss (first step), correct1, correct5
     manifest.json                      the cases with their options
-Seeds are fixed, so re-running gives the same numbers. Size limits: every file < 300 KB, the folder < 3 MB.
+Seeds are fixed, so re-running gives the same numbers. Size limits: every file < 300 KB, the folder < 3.2 MB.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from reference_models import VGG, init_for_fixtures  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MAX_FILE = 300_000
-MAX_TOTAL = 3_000_000
+MAX_TOTAL = 3_200_000
 
 ARCHS = ["vgg11", "vgg11_lrn", "vgg13", "vgg16_1x1", "vgg16", "vgg19"]
 
@@ -69,12 +71,29 @@ def make_batch(n: int, seed: int, classes: int):
     return x, y
 
 
-def run_case(out: str, case: dict, batches: Dict[int, tuple]) -> dict:
+def make_background_batch(n: int, seed: int, classes: int):
+    """Images on a constant background, as Fashion-MNIST's: max-pool windows tie there (PyTorch's gradient goes to
+    the first maximum of a window)."""
+    x, y = make_batch(n, seed, classes)
+    g = torch.Generator().manual_seed(seed + 1)
+    for i in range(n):
+        t, l = (int(v) for v in torch.randint(4, 14, (2,), generator=g))
+        inside = x[i, :, t:t + 14, l:l + 14].clone()
+        x[i] = -0.8
+        x[i, :, t:t + 14, l:l + 14] = inside
+    return x, y
+
+
+def batch_name(case: dict) -> str:
+    return f"batch_{case.get('batchKind', '')}{'_' if 'batchKind' in case else ''}n{case['batch']}"
+
+
+def run_case(out: str, case: dict, batches: Dict[str, tuple]) -> dict:
     torch.manual_seed(0)
     model = VGG(case["arch"], num_classes=case["classes"], width_divisor=case["widthDivisor"], head=case["head"],
                 dropout=0.0)
     init_for_fixtures(model, case["seed"])
-    x, y = batches[case["batch"]]
+    x, y = batches[batch_name(case)]
     init = {k: v.clone() for k, v in model.state_dict().items()}
     params = model.parameters()
     if case.get("decayExempt") == "bn_and_bias":
@@ -130,6 +149,9 @@ def cases() -> List[dict]:
                 "classes": 10, "batch": 8, "lr": 0.05, "seed": 202, "steps": 3})
     out.append({"name": "vgg13_bn_compact_d32_nodecay", "arch": "vgg13_bn", "head": "compact", "widthDivisor": 32,
                 "classes": 10, "batch": 4, "lr": 0.1, "seed": 203, "decayExempt": "bn_and_bias"})
+    # A batch on a constant background: tied max-pool windows.
+    out.append({"name": "vgg11_bn_compact_d32_background", "arch": "vgg11_bn", "head": "compact", "widthDivisor": 32,
+                "classes": 10, "batch": 4, "batchKind": "background", "lr": 0.1, "seed": 204})
     return out
 
 
@@ -140,9 +162,10 @@ def main() -> None:
     os.makedirs(a.out, exist_ok=True)
     torch.set_num_threads(1)
     cs = cases()
-    batches = {n: make_batch(n, 7 + n, 10) for n in sorted({c["batch"] for c in cs})}
-    for n, (x, y) in batches.items():
-        write_safetensors(os.path.join(a.out, f"batch_n{n}.safetensors"), {"x": x, "y": y})
+    makers = {"": make_batch, "background": make_background_batch}
+    batches = {batch_name(c): makers[c.get("batchKind", "")](c["batch"], 7 + c["batch"], 10) for c in cs}
+    for name, (x, y) in batches.items():
+        write_safetensors(os.path.join(a.out, f"{name}.safetensors"), {"x": x, "y": y})
     manifest = [run_case(a.out, c, batches) for c in cs]
     with open(os.path.join(a.out, "manifest.json"), "w") as f:
         json.dump({"cases": manifest, "torch": torch.__version__}, f, indent=1)

@@ -37,6 +37,8 @@ export interface GradReport {
   /** Analytic gradients (for extra assertions). */
   grads: Record<string, Float32Array>;
   y: Float32Array;
+  /** dL/dy, the R of L = sum(y * R). */
+  dy: Float32Array;
 }
 
 function build(c: GradCase, withBackward: boolean): { bytes: Uint8Array; yShape: number[]; paramNames: string[] } {
@@ -141,5 +143,5 @@ export async function gradCheck(c: GradCase, opts: { directions?: number; h?: nu
   const y = (await fs.run(feeds(x, params), ["y"])).y.data as Float32Array;
   await fs.release();
   await bs.release();
-  return { worst, grads, y };
+  return { worst, grads, y, dy: R };
 }

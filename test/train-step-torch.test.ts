@@ -27,6 +27,8 @@ interface Case {
   nesterov?: boolean;
   labelSmoothing?: number;
   decayExempt?: "none" | "bn_and_bias";
+  /** "background": the batch's images lie on a constant background, so max-pool windows tie. */
+  batchKind?: string;
   loss: number;
   correct1: number;
   correct5: number;
@@ -51,7 +53,7 @@ const variants: [Case, Variant][] = manifest.cases.map((c) => [c, { fuse: true, 
 // The unfused paths (conv bias inside the GEMM, BN statistics over it; ReLU before the pool), and every even 3x3
 // conv by Winograd (at these widths "auto" picks im2col almost everywhere).
 for (const c of manifest.cases) {
-  if (c.name === "vgg11_bn_compact_d32" || c.name === "vgg11_bn_paper_d64")
+  if (c.name === "vgg11_bn_compact_d32" || c.name === "vgg11_bn_paper_d64" || c.name === "vgg11_bn_compact_d32_background")
     variants.push([c, { fuse: false, convAlgo: "im2col", label: " (layers not fused, im2col)" }]);
   if (!c.name.includes("_3steps") && !c.name.includes("nodecay"))
     variants.push([c, { fuse: true, convAlgo: "winograd", label: " (Winograd)" }]);
@@ -62,7 +64,15 @@ variants.push([
 ]);
 // Every conv by ORT's Conv in NCHW with the tap weight gradient (what "auto" takes from 56x56 maps up).
 for (const c of manifest.cases) {
-  if (["vgg11_bn_compact_d32", "vgg11_compact_d32", "vgg11_bn_paper_d64", "vgg16_1x1_bn_compact_d32"].includes(c.name))
+  if (
+    [
+      "vgg11_bn_compact_d32",
+      "vgg11_compact_d32",
+      "vgg11_bn_paper_d64",
+      "vgg16_1x1_bn_compact_d32",
+      "vgg11_bn_compact_d32_background",
+    ].includes(c.name)
+  )
     variants.push([c, { fuse: true, convAlgo: "nchw", label: " (NCHW Conv)" }]);
 }
 variants.push([
@@ -76,7 +86,7 @@ for (const [c, v] of variants) {
     const m = buildModel(c.arch, { head: c.head, numClasses: c.classes, widthDivisor: c.widthDivisor, inputSize: 32, dropout: 0 });
     const init = readSt(join(DIR, `${c.name}.init.safetensors`)).tensors;
     const want = readSt(join(DIR, `${c.name}.update.safetensors`)).tensors;
-    const batch = readSt(join(DIR, `batch_n${c.batch}.safetensors`)).tensors;
+    const batch = readSt(join(DIR, `batch_${c.batchKind ? `${c.batchKind}_` : ""}n${c.batch}.safetensors`)).tensors;
     const x = batch.get("x") as Tensor;
     const y = batch.get("y") as Tensor;
     const r = await stepRunner(

@@ -1,4 +1,4 @@
-import { i, ints } from "../graph/builder.js";
+import { type GraphBuilder, i, ints } from "../graph/builder.js";
 import { reduce, reshape } from "../graph/emit.js";
 import { reluGrad } from "./relu.js";
 import { checkRank, type OpKind } from "./types.js";
@@ -14,11 +14,11 @@ export interface MaxPoolAttrs {
  * rows ([C*Ho, k, W*N], axis 1), then over the window columns ([C*Ho*Wo, k, N], axis 1): 3.3 ms on a
  * [64, 32, 32, 128] map against 6.8 ms for one ReduceMax over both axes of [C*Ho, k, Wo, k, N] (the strided
  * pattern takes ORT's slow path) and 18.6 ms for MaxPool with Indices in a [C, N, H, W] layout.
- * The backward routes dy to the positions equal to their window's maximum: dx = float(x == up(y)) * up(dy), the
- * comparison made in the forward and kept as a bool mask. That is
- * PyTorch's gradient except when two elements of one window tie for the maximum (PyTorch gives dy to the first,
- * this gives it to each). In VGG a pool follows a ReLU, so ties at 0 are zeroed by the ReLU's gradient anyway;
- * ties between positive floats need exactly equal values.
+ * The backward routes dy to the position of its window's maximum: dx = float(first(x == up(y))) * up(dy), the mask
+ * made in the forward and kept as bools. When elements of a window tie for the maximum, PyTorch gives dy to the
+ * first in row-major order, and so does first(). Ties are common on real images: a constant background (Fashion-MNIST's
+ * zeros, the zero padding) stays constant through conv, BN and ReLU, so whole windows hold one positive value; giving
+ * dy to each of them multiplied those positions' share of the weight gradient by up to k*k.
  * With TrainCtx.fuse.reluBefore the preceding ReLU is applied here, after the max (it commutes with max):
  * y = relu(max(x)), and the ReLU's mask is applied to dy at the pooled size.
  */
@@ -51,7 +51,8 @@ export const maxpool: OpKind<MaxPoolAttrs> = {
     // The backward needs only where x equals its window's maximum: kept as a bool mask (1 byte per element, where x
     // itself is 4 and is otherwise dead after this layer: 150 MB less at vgg16_bn 224x224 batch 8).
     const x5 = reshape(g, xc, [C * Ho, k, Wo, k, N]);
-    const argmax = g.op1("Equal", [x5, reshape(g, max, [C * Ho, 1, Wo, 1, N])], undefined, `${name}_argmax`);
+    const ties = g.op1("Equal", [x5, reshape(g, max, [C * Ho, 1, Wo, 1, N])], undefined, `${name}_ties`);
+    const argmax = firstInWindow(g, ties, k, `${name}_argmax`);
     const saved: Record<string, string> = { argmax };
     let y = max;
     if (ctx.fuse?.reluBefore) {
@@ -78,3 +79,27 @@ export const maxpool: OpKind<MaxPoolAttrs> = {
     return { dx, grads: {} };
   },
 };
+
+/**
+ * Keeps, in each window of a bool mask [A, k, Wo, k, N] (window rows on axis 1, columns on axis 3), only the first
+ * true element in row-major order: first along each row, then the first row that has one. Bool slices and logic
+ * only, 1 byte an element (a CumSum would need floats, 4x the traffic on the largest maps of the step).
+ */
+function firstInWindow(g: GraphBuilder, e: string, k: number, name: string): string {
+  const slice = (x: string, axis: number, j: number) =>
+    g.op1("Slice", [x, g.shapeConst([j]), g.shapeConst([j + 1]), g.shapeConst([axis])], undefined, `${name}_s${axis}_${j}`);
+  // Along one axis: part j keeps its trues where no earlier part had one; `any` says whether any part had one.
+  const scan = (x: string, axis: number, had: (j: number, part: string) => string) => {
+    const parts: string[] = [];
+    let seen = "";
+    for (let j = 0; j < k; j++) {
+      const p = slice(x, axis, j);
+      parts.push(j === 0 ? p : g.op1("And", [p, g.op1("Not", [seen])], undefined, `${name}_first${axis}_${j}`));
+      seen = j === 0 ? had(j, p) : g.op1("Or", [seen, had(j, p)], undefined, `${name}_seen${axis}_${j}`);
+    }
+    return { y: g.op1("Concat", parts, { axis: i(axis) }, `${name}_cat${axis}`), any: seen };
+  };
+  const rows = scan(e, 3, (_j, p) => p);
+  // A row had one if any of its columns had (rows.any is [A, k, Wo, 1, N]).
+  return scan(rows.y, 1, (j) => slice(rows.any, 1, j)).y;
+}
