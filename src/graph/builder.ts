@@ -61,7 +61,9 @@ export class GraphBuilder {
         ? BigInt64Array.from(values.map((v) => BigInt(v)))
         : dtype === "int32"
           ? Int32Array.from(values)
-          : Float32Array.from(values);
+          : dtype === "bool" || dtype === "uint8"
+            ? Uint8Array.from(values)
+            : Float32Array.from(values);
     const name = this.initializer("const", { dtype, shape, data });
     this.consts.set(key, name);
     return name;
