@@ -16,7 +16,8 @@ Files (safetensors, written here without the safetensors package):
     {case}.update.safetensors          "<key>" = new - old for each state_dict key, "<key>.momentum_buffer" = the
                                        buffer after the step(s); metadata: loss (first step), correct1, correct5
     manifest.json                      the cases with their options
-Seeds are fixed, so re-running gives the same numbers. Size limits: every file < 300 KB, the folder < 3.2 MB.
+Seeds are fixed, so re-running gives the same numbers (to float rounding: another machine's BLAS may differ in the last
+bits; the test's tolerance is far above that). Size limits: every file < 300 KB, the folder < 3.2 MB.
 """
 
 from __future__ import annotations
