@@ -10,15 +10,15 @@ export interface MaxPoolAttrs {
 }
 
 /**
- * Training (layout [C, H, W, N], windows not overlapping: kernel == stride): the maximum by two ReduceMax, each of
- * a middle axis over a contiguous N ([A, k, M] -> [A, M]): 3.3 ms on a [64, 32, 32, 128] map against 6.8 ms for one
- * ReduceMax over both axes of [C*Ho, k, Wo, k, N] (the strided pattern takes ORT's slow path) and 18.6 ms for
- * MaxPool with Indices in a [C, N, H, W] layout.
- * The backward routes dy to the position of its window's maximum: dx = float(first(x == up(y))) * up(dy), the mask
- * made in the forward and kept as bools. When elements of a window tie for the maximum, PyTorch gives dy to the
- * first in row-major order, and so does first(). Ties are common on real images: a constant background (Fashion-MNIST's
+ * Training (layout [C, H, W, N], 2x2 windows, stride 2): the maximum by two ReduceMax, each of a middle axis over a
+ * contiguous N ([A, 2, M] -> [A, M]): 3.3 ms on a [64, 32, 32, 128] map against 6.8 ms for one ReduceMax over both
+ * axes of [C*Ho, 2, Wo, 2, N] (the strided pattern takes ORT's slow path) and 18.6 ms for MaxPool with Indices in a
+ * [C, N, H, W] layout.
+ * The backward routes dy to the position of its window's maximum: dx = float(mask) * up(dy), the mask made in the
+ * forward (pick2x2) and kept as bools. When elements of a window tie for the maximum, PyTorch gives dy to the first
+ * in row-major order, and so does the mask. Ties are common on real images: a constant background (Fashion-MNIST's
  * zeros, the zero padding) stays constant through conv, BN and ReLU, so whole windows hold one positive value; giving
- * dy to each of them multiplied those positions' share of the weight gradient by up to k*k.
+ * dy to each of them multiplied those positions' share of the weight gradient by up to 4.
  * With TrainCtx.fuse.reluBefore the preceding ReLU is applied here, after the max (it commutes with max):
  * y = relu(max(x)), and the ReLU's mask is applied to dy at the pooled size.
  */
@@ -39,7 +39,9 @@ export const maxpool: OpKind<MaxPoolAttrs> = {
     const [C, H, W] = inShape;
     const N = ctx.batch;
     const k = a.kernel;
-    if (a.stride !== k) throw new Error(`training supports non-overlapping max-pools only (kernel ${k}, stride ${a.stride})`);
+    // The paper's (and the zoo's) only pool; the tie rule below is written for it.
+    if (k !== 2 || a.stride !== 2)
+      throw new Error(`training supports the 2x2 max-pool with stride 2 only (kernel ${k}, stride ${a.stride})`);
     const Ho = Math.floor(H / k);
     const Wo = Math.floor(W / k);
     let xc = x;
@@ -48,7 +50,7 @@ export const maxpool: OpKind<MaxPoolAttrs> = {
     }
     // The backward needs only where each window's maximum is: kept as bools (1 byte per element, where x itself is 4
     // and is otherwise dead after this layer: 150 MB less at vgg16_bn 224x224 batch 8).
-    const { max, argmax } = k === 2 ? pick2x2(g, xc, C * Ho, Wo, N, name) : pickAny(g, xc, C * Ho, Wo, k, N, name);
+    const { max, argmax } = pick2x2(g, xc, C * Ho, Wo, N, name);
     const saved: Record<string, string> = { argmax };
     let y = max;
     if (ctx.fuse?.reluBefore) {
@@ -97,36 +99,4 @@ function pick2x2(g: GraphBuilder, x: string, A: number, Wo: number, N: number, n
   const col = pick(first(cols, 3, "col0"), [1, 1, 1, 2, 1], "col");
   const row = pick(reshape(g, first(rows, 1, "row0"), [A, 1, Wo, 1, N]), [1, 2, 1, 1, 1], "row");
   return { max: reshape(g, max, [A * Wo, N]), argmax: g.op1("And", [col, row], undefined, `${name}_argmax`) };
-}
-
-/** Any k: x == max, then only the first true of each window (firstInWindow). */
-function pickAny(g: GraphBuilder, x: string, A: number, Wo: number, k: number, N: number, name: string) {
-  const rows = reduce(g, "ReduceMax", reshape(g, x, [A, k, Wo * k * N]), [1], false, `${name}_max_rows`);
-  const max = reduce(g, "ReduceMax", reshape(g, rows, [A * Wo, k, N]), [1], false, `${name}_max`);
-  const ties = g.op1("Equal", [reshape(g, x, [A, k, Wo, k, N]), reshape(g, max, [A, 1, Wo, 1, N])], undefined, `${name}_ties`);
-  return { max, argmax: firstInWindow(g, ties, k, `${name}_argmax`) };
-}
-
-/**
- * Keeps, in each window of a bool mask [A, k, Wo, k, N] (window rows on axis 1, columns on axis 3), only the first
- * true element in row-major order: first along each row, then the first row that has one. Bool slices and logic
- * only, 1 byte an element (a CumSum would need floats, 4x the traffic on the largest maps of the step).
- */
-function firstInWindow(g: GraphBuilder, e: string, k: number, name: string): string {
-  const slice = (x: string, axis: number, j: number) =>
-    g.op1("Slice", [x, g.shapeConst([j]), g.shapeConst([j + 1]), g.shapeConst([axis])], undefined, `${name}_s${axis}_${j}`);
-  // Along one axis: part j keeps its trues where no earlier part had one; `any` says whether any part had one.
-  const scan = (x: string, axis: number, had: (j: number, part: string) => string) => {
-    const parts: string[] = [];
-    let seen = "";
-    for (let j = 0; j < k; j++) {
-      const p = slice(x, axis, j);
-      parts.push(j === 0 ? p : g.op1("And", [p, g.op1("Not", [seen])], undefined, `${name}_first${axis}_${j}`));
-      seen = j === 0 ? had(j, p) : g.op1("Or", [seen, had(j, p)], undefined, `${name}_seen${axis}_${j}`);
-    }
-    return { y: g.op1("Concat", parts, { axis: i(axis) }, `${name}_cat${axis}`), any: seen };
-  };
-  const rows = scan(e, 3, (_j, p) => p);
-  // A row had one if any of its columns had (rows.any is [A, k, Wo, 1, N]).
-  return scan(rows.y, 1, (j) => slice(rows.any, 1, j)).y;
 }
