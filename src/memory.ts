@@ -8,6 +8,8 @@
  * - Training: weights, momentum, both as graph inputs and as new outputs (copied to JS), gradients and the
  *   Winograd-transformed kernels: 10x the weights; activations kept for the backward pass and their gradients:
  *   3x the sum of all layer outputs; the largest im2col buffer (C*k*k x H*W*N).
+ * - Fine-tuning with a frozen prefix: the frozen layers count as inference does (their weights 2.6x: ORT's copy and
+ *   its prepacked one, plus the trainer's; two live activations of their largest layer), the rest as training.
  */
 import { readFileSync } from "node:fs";
 import { freemem } from "node:os";
@@ -24,13 +26,13 @@ export interface MemoryEstimate {
   parts: { runtime: number; weights: number; activations: number; workspace: number };
 }
 
-function sizes(m: VggModel) {
-  const weights = stateSpec(m).reduce((n, e) => n + numel(e.param.shape), 0) * 4;
-  const perImage = m.layers.reduce((n, l) => n + numel(l.outShape), 0) * 4;
-  const largest = Math.max(...m.layers.map((l) => numel(l.outShape))) * 4;
+function sizes(m: VggModel, layers = m.layers) {
+  const weights = stateSpec(m).reduce((n, e) => n + (layers.includes(e.layer) ? numel(e.param.shape) : 0), 0) * 4;
+  const perImage = layers.reduce((n, l) => n + numel(l.outShape), 0) * 4;
+  const largest = Math.max(0, ...layers.map((l) => numel(l.outShape))) * 4;
   const im2col = Math.max(
     0,
-    ...m.layers
+    ...layers
       .filter((l) => l.kind === "conv")
       .map((l) => (l.attrs as ConvAttrs).inC * (l.attrs as ConvAttrs).kernel ** 2 * l.inShape[1] * l.inShape[2] * 4),
   );
@@ -48,9 +50,16 @@ export function estimateInference(m: VggModel, batch: number, weightBytesPerPara
   return { total: parts.runtime + parts.weights + parts.activations + parts.workspace, parts };
 }
 
-export function estimateTraining(m: VggModel, batch: number): MemoryEstimate {
-  const s = sizes(m);
-  const parts = { runtime: RUNTIME_BYTES, weights: 10 * s.weights, activations: 3 * batch * s.perImage, workspace: batch * s.im2col };
+/** `freeze`: the number of leading layers frozen (TrainStepOptions.freeze). */
+export function estimateTraining(m: VggModel, batch: number, freeze = 0): MemoryEstimate {
+  const s = sizes(m, m.layers.slice(freeze));
+  const f = sizes(m, m.layers.slice(0, freeze));
+  const parts = {
+    runtime: RUNTIME_BYTES,
+    weights: 10 * s.weights + 2.6 * f.weights,
+    activations: 3 * batch * s.perImage + 2 * batch * f.largest,
+    workspace: batch * s.im2col,
+  };
   return { total: parts.runtime + parts.weights + parts.activations + parts.workspace, parts };
 }
 

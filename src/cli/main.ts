@@ -9,8 +9,10 @@ import { ortVersion } from "../runtime/ort.js";
 import { register as registerBench } from "./bench.js";
 import { register as registerBenchTrain } from "./bench-train.js";
 import { register as registerConvert } from "./convert.js";
+import { register as registerDistance } from "./distance.js";
 import { register as registerEval } from "./eval.js";
 import { register as registerExport } from "./export.js";
+import { register as registerFeatures } from "./features.js";
 import { register as registerInfer } from "./infer.js";
 import { register as registerList } from "./list.js";
 import { register as registerPredict } from "./predict.js";
@@ -42,6 +44,8 @@ for (const r of [
   registerSummary,
   registerInfer,
   registerPredict,
+  registerFeatures,
+  registerDistance,
   registerExport,
   registerConvert,
   registerBench,

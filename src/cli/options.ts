@@ -51,11 +51,18 @@ export function addArchOptions(cmd: Command, archRequired = true): Command {
     .option("--config <list>", "custom feature config, e.g. 64,M,128,M,conv1-128,M");
 }
 
-/** The model flags plus where its weights come from (a file, or a seeded initialisation). */
-export function addModelOptions(cmd: Command, archRequired = true): Command {
+/**
+ * The model flags plus where its weights come from (a file, or a seeded initialisation). With `initTakesWeights`
+ * (training), --init also takes weights (a file, `imagenet`, an entry name or a URL) besides a scheme name, so it
+ * is a free string there rather than a choice.
+ */
+export function addModelOptions(cmd: Command, archRequired = true, initTakesWeights = false): Command {
+  const init = initTakesWeights
+    ? new Option("--init <scheme|weights>", `${INIT_SCHEMES.join("|")}, or weights to start from: a file, imagenet, an entry name or a URL`)
+    : new Option("--init <scheme>", "initialisation when no weights are given").choices(INIT_SCHEMES);
   return addArchOptions(cmd, archRequired)
-    .option("--weights <file>", "torchvision .pth or .safetensors state_dict")
-    .addOption(new Option("--init <scheme>", "initialisation when no weights are given").choices(INIT_SCHEMES).default("torchvision"))
+    .option("--weights <file|name|url>", "weights: a .pth/.safetensors file, imagenet (the arch's torchvision weights), an entry of `vgg weights list`, or a URL")
+    .addOption(init.default("torchvision"))
     .option("--seed <n>", "seed for initialisation", int, 0);
 }
 

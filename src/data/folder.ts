@@ -21,16 +21,17 @@ export function loadSharp(): Promise<Sharp> {
 }
 
 /**
- * Decodes an image file to uint8 CHW with `channels` channels: 3 as PIL's convert("RGB") (grey expanded, alpha
- * dropped, CMYK converted), 1 as convert("L"). EXIF orientation is not applied, as in torchvision.
+ * Decodes an image file (or its bytes) to uint8 CHW with `channels` channels: 3 as PIL's convert("RGB") (grey
+ * expanded, alpha dropped, CMYK converted), 1 as convert("L"). EXIF orientation is not applied, as in torchvision.
  */
-export async function decodeImage(file: string, channels: number): Promise<Image> {
+export async function decodeImage(input: string | Uint8Array, channels: number): Promise<Image> {
+  const file = typeof input === "string" ? input : "<image bytes>";
   if (channels !== 1 && channels !== 3) throw new VggError(`images can be decoded to 1 or 3 channels, not ${channels}`, file);
   const sharp = await loadSharp();
   let data: Buffer;
   let info: { width: number; height: number; channels: number };
   try {
-    const r = await sharp(file)
+    const r = await sharp(input)
       .removeAlpha()
       // Always RGB: sharp's "b-w" weighs the channels differently from PIL's convert("L") (up to 48 levels apart
       // on saturated colours), so grey is made below with PIL's ITU-R 601-2 weights.

@@ -95,39 +95,72 @@ function coeffs(inSize: number, outSize: number): Coeffs {
  * precision for further processing (values stay in the input's units).
  */
 export function resize(img: Image, h: number, w: number, type: "same" | "float32" = "same"): Image {
+  return resizeRegion(img, 0, 0, img.h, img.w, h, w, type);
+}
+
+/**
+ * The rh x rw region at (top, left) resized to h x w, without copying the region out first: the same as
+ * `resize(crop(img, top, left, rh, rw), h, w, type)` (the filter sees only the region, edges clamped at its border,
+ * as PIL's `img.crop(box).resize(...)` does). The region must lie inside the image.
+ */
+export function resizeRegion(
+  img: Image,
+  top: number,
+  left: number,
+  rh: number,
+  rw: number,
+  h: number,
+  w: number,
+  type: "same" | "float32" = "same",
+): Image {
   if (!(h >= 1 && w >= 1 && Number.isInteger(h) && Number.isInteger(w))) throw new VggError(`cannot resize to ${h}x${w}`);
+  if (
+    !([top, left, rh, rw].every(Number.isInteger) && top >= 0 && left >= 0 && rh >= 1 && rw >= 1 && top + rh <= img.h && left + rw <= img.w)
+  ) {
+    throw new VggError(`region ${rh}x${rw} at (${top}, ${left}) is not inside a ${img.h}x${img.w} image`);
+  }
   const { c } = img;
   const src = img.data;
-  // Horizontal pass into [c*h_in, w] floats.
+  const whole = top === 0 && left === 0 && rh === img.h && rw === img.w;
+  // Horizontal pass into [c*rh, w] floats.
   let rows: Float32Array;
-  if (w === img.w) {
+  if (w === rw && whole) {
     rows = src instanceof Float32Array ? src : Float32Array.from(src);
+  } else if (w === rw) {
+    rows = new Float32Array(c * rh * w);
+    for (let ch = 0; ch < c; ch++) {
+      for (let r = 0; r < rh; r++) {
+        const ib = (ch * img.h + top + r) * img.w + left;
+        rows.set(src.subarray(ib, ib + rw), (ch * rh + r) * w);
+      }
+    }
   } else {
-    const cx = coeffs(img.w, w);
-    const nrows = c * img.h;
-    rows = new Float32Array(nrows * w);
-    for (let r = 0; r < nrows; r++) {
-      const ib = r * img.w;
-      const ob = r * w;
-      for (let x = 0; x < w; x++) {
-        const s = ib + cx.start[x];
-        const k = cx.count[x];
-        const wb = x * cx.taps;
-        let acc = 0;
-        for (let j = 0; j < k; j++) acc += src[s + j] * cx.w[wb + j];
-        rows[ob + x] = acc;
+    const cx = coeffs(rw, w);
+    rows = new Float32Array(c * rh * w);
+    for (let ch = 0; ch < c; ch++) {
+      for (let r = 0; r < rh; r++) {
+        const ib = (ch * img.h + top + r) * img.w + left;
+        const ob = (ch * rh + r) * w;
+        for (let x = 0; x < w; x++) {
+          const s = ib + cx.start[x];
+          const k = cx.count[x];
+          const wb = x * cx.taps;
+          let acc = 0;
+          for (let j = 0; j < k; j++) acc += src[s + j] * cx.w[wb + j];
+          rows[ob + x] = acc;
+        }
       }
     }
   }
   // Vertical pass, a whole row at a time.
   let out: Float32Array;
-  if (h === img.h) {
+  if (h === rh) {
     out = rows === src ? Float32Array.from(rows) : rows;
   } else {
-    const cy = coeffs(img.h, h);
+    const cy = coeffs(rh, h);
     out = new Float32Array(c * h * w);
     for (let ch = 0; ch < c; ch++) {
-      const ib = ch * img.h * w;
+      const ib = ch * rh * w;
       const ob = ch * h * w;
       for (let y = 0; y < h; y++) {
         const o = ob + y * w;
@@ -328,7 +361,17 @@ export interface TransformConfig {
   padTo?: Size;
   /** Zero padding on every side before the crop (torchvision RandomCrop's `padding`, 4 for CIFAR). */
   cropPadding?: number;
-  /** Crop to this size: random position when `randomCrop`, else centred. */
+  /**
+   * torchvision's RandomResizedCrop: a random region of the (unresized) image, its area a fraction U(scale) of the
+   * image's and its aspect ratio w/h log-uniform in `ratio` (defaults (0.08, 1) and (3/4, 4/3), as torchvision),
+   * resized to `crop`. Replaces the rescale and the crop placement: it cannot be combined with scale, resize, padTo,
+   * cropPadding, randomCrop or cropAt. `{}` is torchvision's RandomResizedCrop(crop).
+   * The region is resampled as every resize here: PIL's antialiased bilinear filter (what torchvision's
+   * resized_crop runs on a PIL image), computed in float where PIL rounds to uint8 after each of its two passes, so
+   * values are within one level (1/255) of torchvision's, a third of a level on average (test/data-resized-crop).
+   */
+  resizedCrop?: ResizedCropConfig;
+  /** Crop to this size: random position when `randomCrop`, else centred (with `resizedCrop`: the output size). */
   crop?: Size;
   randomCrop?: boolean;
   /** Fixed crop position as fractions [fy, fx] of the free room (0 = top/left, 1 = bottom/right): multi-crop. */
@@ -351,6 +394,59 @@ export interface TransformConfig {
   channels?: number;
 }
 
+/** RandomResizedCrop's ranges; an omitted one is torchvision's default. */
+export interface ResizedCropConfig {
+  /** Range of the region's area as a fraction of the image's (torchvision default [0.08, 1]). */
+  scale?: [number, number];
+  /** Range of the region's aspect ratio width/height, sampled log-uniformly (default [3/4, 4/3]). */
+  ratio?: [number, number];
+}
+
+export const RESIZED_CROP_SCALE: readonly [number, number] = [0.08, 1];
+export const RESIZED_CROP_RATIO: readonly [number, number] = [3 / 4, 4 / 3];
+
+/** A region of an image: top, left, height, width (torchvision's (i, j, h, w)). */
+export interface Region {
+  y: number;
+  x: number;
+  h: number;
+  w: number;
+}
+
+/**
+ * torchvision 0.14's RandomResizedCrop.get_params for an H x W image, drawing from `rng` in its order: up to ten
+ * tries of (area fraction, log aspect ratio), a try taken when its rounded w x h fits, then the top and left
+ * uniformly; after ten misses the fallback, a centred crop of the whole image with its aspect ratio clamped to
+ * `ratio`. Rounding is Python's round(), halves to even.
+ */
+export function resizedCropRegion(
+  H: number,
+  W: number,
+  rng: Rng,
+  scale: readonly [number, number] = RESIZED_CROP_SCALE,
+  ratio: readonly [number, number] = RESIZED_CROP_RATIO,
+): Region {
+  const area = H * W;
+  const lo = Math.log(ratio[0]);
+  const hi = Math.log(ratio[1]);
+  for (let t = 0; t < 10; t++) {
+    const target = area * (scale[0] + (scale[1] - scale[0]) * rng.float());
+    const aspect = Math.exp(lo + (hi - lo) * rng.float());
+    const w = roundHalfEven(Math.sqrt(target * aspect));
+    const h = roundHalfEven(Math.sqrt(target / aspect));
+    if (w > 0 && w <= W && h > 0 && h <= H) {
+      const y = rng.int(H - h + 1);
+      const x = rng.int(W - w + 1);
+      return { y, x, h, w };
+    }
+  }
+  const inRatio = W / H;
+  let [h, w] = [H, W];
+  if (inRatio < Math.min(...ratio)) h = roundHalfEven(w / Math.min(...ratio));
+  else if (inRatio > Math.max(...ratio)) w = roundHalfEven(h * Math.max(...ratio));
+  return { y: Math.floor((H - h) / 2), x: Math.floor((W - w) / 2), h, w };
+}
+
 function hw(s: Size): [number, number] {
   const [h, w] = typeof s === "number" ? [s, s] : s;
   if (!(Number.isInteger(h) && Number.isInteger(w) && h >= 1 && w >= 1)) throw new VggError(`invalid image size ${JSON.stringify(s)}`);
@@ -359,6 +455,11 @@ function hw(s: Size): [number, number] {
 
 /** The random choices of one image, drawn in a fixed order so they depend on the rng's key only. */
 export interface AugmentParams {
+  /**
+   * The `resizedCrop` region in input coordinates, which is resized to `resized` (the output size; y = x = 0), or
+   * null without `resizedCrop`.
+   */
+  region: Region | null;
   /** Size after the resize step (or the input size). */
   resized: [number, number];
   /** Window origin in the resized image's coordinates (negative = padding). */
@@ -408,6 +509,33 @@ export function compileTransforms(config: TransformConfig): Transform {
   const eraseP = cfg.erase ?? 0;
   if (!(eraseP >= 0 && eraseP <= 1)) throw new VggError(`transforms: invalid erase probability ${cfg.erase}`);
   if ((cfg.mean === undefined) !== (cfg.std === undefined)) throw new VggError("transforms: give both mean and std, or neither");
+  let rcScale: [number, number] | null = null;
+  let rcRatio: [number, number] = [...RESIZED_CROP_RATIO];
+  if (cfg.resizedCrop !== undefined) {
+    const rc = cfg.resizedCrop;
+    const clash = [
+      cfg.scale !== undefined && "scale",
+      cfg.resize !== undefined && "resize",
+      cfg.padTo !== undefined && "padTo",
+      cropPadding > 0 && "cropPadding",
+      cfg.randomCrop && "randomCrop",
+      at !== undefined && "cropAt",
+    ].filter((x) => x);
+    if (clash.length > 0) throw new VggError(`transforms: resizedCrop cannot be combined with ${clash.join(", ")}`);
+    if (!cropSize) throw new VggError("transforms: resizedCrop needs a crop size (its output size)");
+    const pair = (r: unknown): r is [number, number] =>
+      Array.isArray(r) && r.length === 2 && r.every((v) => typeof v === "number" && Number.isFinite(v)) && r[0] <= r[1];
+    if (typeof rc !== "object" || rc === null)
+      throw new VggError(`transforms: invalid resizedCrop ${JSON.stringify(rc)} (want {scale?, ratio?})`);
+    if (rc.scale !== undefined && !(pair(rc.scale) && rc.scale[0] >= 0 && rc.scale[1] > 0)) {
+      throw new VggError(`transforms: invalid resizedCrop scale ${JSON.stringify(rc.scale)} (want [min, max] area fractions)`);
+    }
+    if (rc.ratio !== undefined && !(pair(rc.ratio) && rc.ratio[0] > 0)) {
+      throw new VggError(`transforms: invalid resizedCrop ratio ${JSON.stringify(rc.ratio)} (want [min, max] aspect ratios w/h > 0)`);
+    }
+    rcScale = rc.scale ? [rc.scale[0], rc.scale[1]] : [...RESIZED_CROP_SCALE];
+    if (rc.ratio) rcRatio = [rc.ratio[0], rc.ratio[1]];
+  }
   if (cfg.channels !== undefined && !(Number.isInteger(cfg.channels) && cfg.channels >= 1)) {
     throw new VggError(`transforms: invalid channel count ${cfg.channels}`);
   }
@@ -446,12 +574,14 @@ export function compileTransforms(config: TransformConfig): Transform {
   };
 
   const params = (c: number, h: number, w: number, rng: Rng): AugmentParams => {
+    // RandomResizedCrop replaces the rescale and the window placement (the validation above rules out the rest).
+    const region = rcScale ? resizedCropRegion(h, w, rng, rcScale, rcRatio) : null;
     const s = scale ? (scale[0] === scale[1] ? scale[0] : rng.range(scale[0], scale[1])) : 0;
-    const [rh, rw] = resizedSize(h, w, s);
+    const [rh, rw] = region ? cropSize! : resizedSize(h, w, s);
     const g = geometry(rh, rw);
     let wy = 0;
     let wx = 0;
-    if (cropSize) {
+    if (cropSize && !region) {
       if (cfg.randomCrop) [wy, wx] = randomCropOffset(g.H, g.W, cropSize[0], cropSize[1], rng);
       else if (at) {
         const place = (room: number, win: number, f: number) => (room >= win ? Math.round(f * (room - win)) : centerOffset(room, win));
@@ -465,14 +595,16 @@ export function compileTransforms(config: TransformConfig): Transform {
       const [oh, ow] = cropSize ?? [g.H, g.W];
       erase = eraseRect(oh, ow, eraseP, rng);
     }
-    return { resized: [rh, rw], y: wy - g.oy, x: wx - g.ox, flip, shift, erase };
+    return { region, resized: [rh, rw], y: wy - g.oy, x: wx - g.ox, flip, shift, erase };
   };
 
   const apply = (img: Image, rng: Rng, out: Float32Array, offset: number): void => {
     const [oc, oh, ow] = outputShape(img.c, img.h, img.w);
     const p = params(img.c, img.h, img.w, rng);
     let src = img;
-    if (p.resized[0] !== img.h || p.resized[1] !== img.w) src = resize(img, p.resized[0], p.resized[1], "float32");
+    const r = p.region;
+    if (r) src = resizeRegion(img, r.y, r.x, r.h, r.w, p.resized[0], p.resized[1], "float32");
+    else if (p.resized[0] !== img.h || p.resized[1] !== img.w) src = resize(img, p.resized[0], p.resized[1], "float32");
     // Values reach the output as v * a[c] + b[c]: scale to [0,1], lighting shift, then normalisation.
     const k = valueScale(img);
     const a = new Float64Array(img.c);
@@ -594,6 +726,20 @@ export interface PresetOptions {
   erase?: number;
   /** "meanstd" (default), "mean" (the paper: subtract the mean only) or "none". */
   normalize?: "meanstd" | "mean" | "none";
+  /**
+   * torchvision's fine-tuning recipe: training takes RandomResizedCrop(size) (true: torchvision's ranges; an object
+   * sets them) and the flip, no lighting unless `lighting` asks for it; `scale`, `randomCrop` and `cropPadding` are
+   * not used in training. Evaluation is unchanged (for photos: shorter side to `testScale` ?? `scale` ??
+   * round(size * 256/224), centre crop `size`).
+   */
+  resizedCrop?: boolean | ResizedCropConfig;
+  /**
+   * Fixed normalisation in [0, 1] units, replacing the data's statistics: a pretrained model's (ImageNet's
+   * [0.485, 0.456, 0.406] / [0.229, 0.224, 0.225]). One value per data channel; `normalize` still applies ("mean"
+   * divides by 1 and needs no `std`, "none" takes neither).
+   */
+  mean?: number[];
+  std?: number[];
 }
 
 export interface DataStats {
@@ -608,11 +754,20 @@ export interface DataStats {
 export function presetTransforms(ds: DataStats, opts: PresetOptions, train: boolean): TransformConfig {
   const { size } = opts;
   const cfg: TransformConfig = {};
+  checkPresetStats(ds, opts);
   if (opts.normalize !== "none") {
-    cfg.mean = [...ds.mean];
-    cfg.std = opts.normalize === "mean" ? ds.mean.map(() => 1) : [...ds.std];
+    const mean = opts.mean ?? ds.mean;
+    cfg.mean = [...mean];
+    cfg.std = opts.normalize === "mean" ? mean.map(() => 1) : [...(opts.std ?? ds.std)];
   }
   if (opts.channels !== undefined && opts.channels !== ds.channels) cfg.channels = opts.channels;
+  if (train && opts.resizedCrop) {
+    // torchvision: RandomResizedCrop(size) + RandomHorizontalFlip, on any data (no rescale, padding or crop placement).
+    Object.assign(cfg, { resizedCrop: opts.resizedCrop === true ? {} : { ...opts.resizedCrop }, crop: size, flip: opts.flip ?? true });
+    if (opts.lighting) cfg.lighting = opts.lighting;
+    if (opts.erase) cfg.erase = opts.erase;
+    return cfg;
+  }
   // Rescaling to a training scale: images larger than the input, images of varying size, or small images when a
   // scale is asked for (the paper's jittering at small scale, e.g. 28x28 images rescaled to [32, 48]).
   if (ds.size === null || ds.size[0] > size || ds.size[1] > size || opts.scale !== undefined) {
@@ -651,4 +806,29 @@ export function presetTransforms(ds: DataStats, opts: PresetOptions, train: bool
   if (train && opts.erase) cfg.erase = opts.erase;
   if (cfg.lighting === 0) delete cfg.lighting;
   return cfg;
+}
+
+/** A preset's own mean/std: both or neither (a mean alone with normalize "mean"), one per data channel, in [0, 1]. */
+function checkPresetStats(ds: DataStats, opts: PresetOptions): void {
+  const { mean, std } = opts;
+  if (mean === undefined && std === undefined) return;
+  const norm = opts.normalize ?? "meanstd";
+  if (norm === "none") throw new VggError("preset: a mean/std was given but normalisation is off (normalize 'none')");
+  if (mean === undefined || (std === undefined && norm === "meanstd")) throw new VggError("preset: give both mean and std, or neither");
+  for (const [name, v] of [
+    ["mean", mean],
+    ["std", std],
+  ] as const) {
+    if (v === undefined) continue;
+    if (v.length !== ds.channels) {
+      throw new VggError(
+        `preset: ${v.length} ${name} values for ${ds.channels}-channel data (normalisation comes before replicating grey to 3 channels)`,
+      );
+    }
+    if (!v.every((x) => Number.isFinite(x) && x >= (name === "std" ? Number.MIN_VALUE : 0) && x <= 1)) {
+      throw new VggError(
+        `preset: ${name} [${v.join(", ")}] must be in [0, 1] units${name === "std" ? " and positive" : ""} (divide 0-255 values by 255)`,
+      );
+    }
+  }
 }

@@ -8,7 +8,8 @@
  *   y      int64   [N]                  labels
  *   lr     float32 []                   learning rate of this step
  *   seed   int64   []                   dropout seed of this step (only its low 32 bits count)
- *   <key>  every state_dict entry, torchvision's names (features.0.weight, features.1.running_mean, ...)
+ *   <key>  every state_dict entry, torchvision's names (features.0.weight, features.1.running_mean, ...), except
+ *          those of a frozen prefix (options.freeze): constant initializers, or inputs without outputs (see below)
  *   <key>.momentum_buffer               one per trainable parameter (when momentum > 0; zeros before the first step)
  * Graph outputs:
  *   loss float32 [], correct1 float32 [], correct5 float32 [] (top-1 / top-5 hits in the batch)
@@ -16,16 +17,24 @@
  *   num_batches_tracked + 1
  *   logits float32 [N, K] when asked for
  * Inside, activations are [C, H, W, N] (see TrainCtx in src/ops/types.ts); the input is transposed once.
+ *
+ * Fine-tuning (options.freeze = F): layers [0, F) are frozen, as torchvision users freeze with requires_grad=False
+ * and .eval(). They run as the inference graph does (ops' `forward`, NCHW, BN on its running statistics, dropout
+ * off) and have no backward at all: no input gradient into them, no weight gradients, no SGD, no momentum. Their
+ * tensors are constant initializers when options.frozenWeights is given (ORT then prepacks the conv weights and
+ * takes its NCHWc path), else plain graph inputs without outputs (TrainStep.frozenInputs). One transpose into the
+ * training layout sits at the boundary.
  */
 import { opOf } from "../ops/index.js";
 import { softmaxCrossEntropy } from "../ops/loss.js";
-import type { TrainCtx } from "../ops/types.js";
+import type { EmitCtx, TrainCtx } from "../ops/types.js";
+import { VggError } from "../errors.js";
 import type { DType, StateDict, Tensor } from "../tensor.js";
 import { numel } from "../tensor.js";
 import { emitSgd, resolveSgd, type SgdOptions } from "../train/sgd.js";
-import { type Layer, stateSpec, type VggModel } from "../zoo/model.js";
+import { type Layer, stateSpec, tapNames, type VggModel } from "../zoo/model.js";
 import { GraphBuilder } from "./builder.js";
-import { GATHER_MIN_BATCH, TRAIN_OPSET, transpose } from "./emit.js";
+import { GATHER_MIN_BATCH, nchwToChwn, TRAIN_OPSET, transpose } from "./emit.js";
 import { encodeModel, type ModelSpec } from "./onnx.js";
 
 export interface TrainStepOptions extends SgdOptions {
@@ -48,6 +57,16 @@ export interface TrainStepOptions extends SgdOptions {
   convAlgo?: "auto" | "im2col" | "winograd" | "nchw";
   /** With convAlgo "auto": maps of at least this many pixels take the "nchw" path (default NCHW_MIN_PIXELS). */
   nchwMinPixels?: number;
+  /**
+   * Fine-tuning: the number of leading layers frozen (resolveFreeze turns `features` or a tap name into it; default
+   * 0). Frozen layers run in inference mode and get no backward, no update and no momentum buffers.
+   */
+  freeze?: number;
+  /**
+   * The frozen layers' tensors, baked into the graph as constant initializers (the fast way: see the file comment).
+   * Without it they are graph inputs, fed by stepFeeds from the state dict and never output.
+   */
+  frozenWeights?: StateDict;
 }
 
 export interface ConvChoice {
@@ -111,7 +130,16 @@ export interface TrainStep {
   spec: ModelSpec;
   /** Every state input with its output, in a fixed order (params and buffers in state_dict order, then momenta). */
   state: StateEntry[];
+  /** Frozen tensors that are graph inputs (read, never output); empty when they are baked in (frozenWeights). */
+  frozenInputs: FrozenInput[];
   batchSize: number;
+}
+
+/** A frozen tensor fed as a graph input (its state_dict key is the input's name). */
+export interface FrozenInput {
+  key: string;
+  dtype: DType;
+  shape: number[];
 }
 
 /**
@@ -125,10 +153,11 @@ export const TRAIN_SESSION_OPTIONS = { memPattern: false } as const;
 export const MOMENTUM_SUFFIX = ".momentum_buffer";
 export const NEXT_SUFFIX = ".next";
 
-/** The step graph's state inputs and outputs, without building it. */
-export function trainStepState(m: VggModel, opts: SgdOptions = {}): StateEntry[] {
+/** The step graph's state inputs and outputs, without building it (a frozen prefix has none). */
+export function trainStepState(m: VggModel, opts: SgdOptions & { freeze?: number } = {}): StateEntry[] {
   const sgd = resolveSgd(opts);
-  const spec = stateSpec(m);
+  const frozen = frozenKeys(m, opts.freeze);
+  const spec = stateSpec(m).filter((e) => !frozen.has(e.key));
   const out: StateEntry[] = spec.map(({ key, param }) => ({
     input: key,
     output: key + NEXT_SUFFIX,
@@ -147,8 +176,60 @@ export function trainStepState(m: VggModel, opts: SgdOptions = {}): StateEntry[]
   return out;
 }
 
-/** Zero momentum buffers (what torch's first step is equivalent to). */
-export function zeroMomentum(m: VggModel, opts: SgdOptions = {}): StateDict {
+/** The state_dict keys (parameters and buffers) of the first `freeze` layers. */
+export function frozenKeys(m: VggModel, freeze = 0): Set<string> {
+  return new Set(m.layers.slice(0, freeze).flatMap((l) => l.params.map((p) => `${l.name}.${p.suffix}`)));
+}
+
+/**
+ * What --freeze accepts, each with the number of leading layers it freezes: `features` (every `features.*` layer),
+ * and every tap that leaves a trainable layer after it (the layer with the tap is frozen too).
+ */
+export function freezeParts(m: VggModel): Map<string, number> {
+  const lastTrainable = lastTrainableLayer(m);
+  const features = m.layers.findIndex((l) => !l.name.startsWith("features."));
+  const out = new Map<string, number>([["features", features < 0 ? m.layers.length : features]]);
+  m.layers.forEach((l, idx) => {
+    if (l.tap && idx < lastTrainable) out.set(l.tap, idx + 1);
+  });
+  return out;
+}
+
+/** `features` or a tap name (relu4_3, pool5, fc6) as the number of leading layers frozen; a VggError names the valid ones. */
+export function resolveFreeze(m: VggModel, part: string): number {
+  const parts = freezeParts(m);
+  const n = parts.get(part);
+  if (n !== undefined) return n;
+  const why = tapNames(m).includes(part) ? `freezing '${part}' leaves nothing to train` : `unknown part '${part}'`;
+  throw new VggError(`--freeze: ${why} for ${m.arch} (valid: ${[...parts.keys()].join(", ")})`);
+}
+
+/** One line for the run's description: what is frozen, what trains (e.g. "frozen: features (26 tensors, ...)"). */
+export function freezeSummary(m: VggModel, part: string, freeze: number): string {
+  const frozen = frozenKeys(m, freeze);
+  const fmt = (n: number) => n.toLocaleString("en-US");
+  let frozenParams = 0;
+  let trainParams = 0;
+  for (const { key, param } of stateSpec(m)) {
+    if (!param.trainable) continue;
+    if (frozen.has(key)) frozenParams += numel(param.shape);
+    else trainParams += numel(param.shape);
+  }
+  const groups: string[] = [];
+  for (const l of m.layers.slice(freeze)) {
+    if (!l.params.some((p) => p.trainable)) continue;
+    const top = l.name.split(".")[0];
+    if (groups.some((gr) => gr === top || gr.startsWith(`${top}.`))) continue;
+    groups.push(top === "features" && l.name !== m.layers[0].name ? `${l.name} on` : top);
+  }
+  return (
+    `frozen: ${part} (${frozen.size} tensors, ${fmt(frozenParams)} params; batch norm and dropout in eval mode); ` +
+    `training: ${groups.join(", ")} (${fmt(trainParams)} params)`
+  );
+}
+
+/** Zero momentum buffers (what torch's first step is equivalent to); none for a frozen prefix. */
+export function zeroMomentum(m: VggModel, opts: SgdOptions & { freeze?: number } = {}): StateDict {
   const sd: StateDict = new Map();
   for (const e of trainStepState(m, opts)) {
     if (e.kind === "momentum") sd.set(e.input, { dtype: "float32", shape: e.shape, data: new Float32Array(numel(e.shape)) });
@@ -163,8 +244,10 @@ function isDecayExempt(layer: Layer, suffix: string): boolean {
 export function buildTrainStep(m: VggModel, opts: TrainStepOptions): TrainStep {
   const N = opts.batchSize;
   if (!Number.isInteger(N) || N < 1) throw new Error(`batch size must be a positive integer, got ${N}`);
+  const F = opts.freeze ?? 0;
+  if (!Number.isInteger(F) || F < 0 || F > lastTrainableLayer(m)) throw new Error(`freeze must leave a trainable layer, got ${F}`);
   const sgd = resolveSgd(opts);
-  const state = trainStepState(m, sgd);
+  const state = trainStepState(m, { ...sgd, freeze: F });
   const g = new GraphBuilder();
   g.opsets.set("", TRAIN_OPSET);
   const [C, H, W] = m.inputShape;
@@ -176,6 +259,9 @@ export function buildTrainStep(m: VggModel, opts: TrainStepOptions): TrainStep {
 
   const fuse = opts.fuse ?? true;
   const layers = m.layers;
+  // Layers [0, B) run in inference mode; [B, L) in training mode, and the backward stops at the first trainable one.
+  const B = frozenBoundary(m, F);
+  const first = layers.findIndex((l, idx) => idx >= B && l.params.some((p) => p.trainable));
   const ctxs: TrainCtx[] = layers.map((layer, idx) => ({
     g,
     batch: N,
@@ -191,6 +277,8 @@ export function buildTrainStep(m: VggModel, opts: TrainStepOptions): TrainStep {
   if (fuse) {
     layers.forEach((layer, idx) => {
       const next = layers[idx + 1];
+      // Only pairs inside the training part: a frozen layer's forward is the inference op, which fuses nothing.
+      if (idx < B) return;
       if (layer.kind === "conv" && next?.kind === "batchnorm") {
         ctxs[idx].fuse = { ...ctxs[idx].fuse, biasIntoBn: true };
         ctxs[idx + 1].fuse = { ...ctxs[idx + 1].fuse, convBias: `${layer.name}.bias` };
@@ -203,10 +291,15 @@ export function buildTrainStep(m: VggModel, opts: TrainStepOptions): TrainStep {
   }
 
   // Forward.
-  let h = transpose(g, x, [1, 2, 3, 0], "x_chwn");
+  const frozenInputs: FrozenInput[] = [];
+  let h = B > 0 ? frozenForward(g, m, B, N, x, opts.frozenWeights, frozenInputs) : transpose(g, x, [1, 2, 3, 0], "x_chwn");
   const saved: Record<string, string>[] = [];
   const newState = new Map<string, string>();
   layers.forEach((layer, idx) => {
+    if (idx < B) {
+      saved.push({});
+      return;
+    }
     const r = opOf(layer.kind).trainForward(ctxs[idx], layer.attrs, h, layer.inShape, layer.tap ?? layer.name.replace(/\./g, "_"));
     saved.push(r.saved);
     for (const [suffix, v] of Object.entries(r.state ?? {})) newState.set(`${layer.name}.${suffix}`, v);
@@ -220,12 +313,12 @@ export function buildTrainStep(m: VggModel, opts: TrainStepOptions): TrainStep {
   // Backward.
   const grads = new Map<string, string>();
   let dy = loss.dlogits;
-  for (let idx = layers.length - 1; idx >= 0; idx--) {
+  for (let idx = layers.length - 1; idx >= first; idx--) {
     const layer = layers[idx];
     const name = layer.name.replace(/\./g, "_");
-    const r = opOf(layer.kind).backward(ctxs[idx], layer.attrs, saved[idx], dy, layer.inShape, name, idx > 0);
+    const r = opOf(layer.kind).backward(ctxs[idx], layer.attrs, saved[idx], dy, layer.inShape, name, idx > first);
     for (const [suffix, v] of Object.entries(r.grads)) grads.set(`${layer.name}.${suffix}`, v);
-    if (idx > 0) {
+    if (idx > first) {
       if (!r.dx) throw new Error(`${layer.name}: backward gave no input gradient`);
       dy = r.dx;
     }
@@ -237,8 +330,9 @@ export function buildTrainStep(m: VggModel, opts: TrainStepOptions): TrainStep {
   g.output(loss.correct5, "correct5", "float32", []);
   if (opts.logits) g.output(transpose(g, h, [1, 0]), "logits", "float32", [N, K]);
   const momentumOut = new Map<string, string>();
+  const frozen = frozenKeys(m, F);
   for (const { key, layer, param } of stateSpec(m)) {
-    if (!param.trainable) continue;
+    if (!param.trainable || frozen.has(key)) continue;
     const grad = grads.get(key);
     if (!grad) throw new Error(`no gradient for ${key}`);
     const decay = sgd.decayExempt === "none" || !isDecayExempt(layer, param.suffix);
@@ -261,21 +355,85 @@ export function buildTrainStep(m: VggModel, opts: TrainStepOptions): TrainStep {
     if (!v) throw new Error(`no new value for ${e.input}`);
     g.output(v, e.output, e.dtype, e.shape);
   }
-  return {
-    spec: g.spec({ arch: m.arch, options: JSON.stringify(m.options), train: JSON.stringify({ ...sgd, batchSize: N }) }),
-    state,
-    batchSize: N,
-  };
+  const train = JSON.stringify({ ...sgd, batchSize: N, ...(F > 0 ? { freeze: F } : {}) });
+  return { spec: g.spec({ arch: m.arch, options: JSON.stringify(m.options), train }), state, frozenInputs, batchSize: N };
 }
 
-export function encodeTrainStep(m: VggModel, opts: TrainStepOptions): { bytes: Uint8Array; state: StateEntry[] } {
+function lastTrainableLayer(m: VggModel): number {
+  return m.layers.reduce((last, l, idx) => (l.params.some((p) => p.trainable) ? idx : last), -1);
+}
+
+/**
+ * Where the inference-mode part ends: after the frozen prefix, and after the parameter-free layers that follow it up
+ * to the first trainable one (ReLU, max-pool, average pool, flatten, LRN: the same in either mode, and with nothing to
+ * learn before them they need no backward). Dropout is not among them: after the frozen prefix it is in training mode.
+ */
+function frozenBoundary(m: VggModel, freeze: number): number {
+  let b = freeze;
+  if (b === 0) return 0;
+  while (b < m.layers.length && m.layers[b].params.length === 0 && m.layers[b].kind !== "dropout") b++;
+  return b;
+}
+
+/**
+ * The first `b` layers in inference mode (NCHW, as graph/infer.ts emits them), from the [N, C, H, W] input; returns
+ * the output in the training layout ([C, H, W, N] or [F, N]). Frozen tensors become constant initializers from
+ * `weights`, or graph inputs recorded in `inputs`.
+ */
+function frozenForward(
+  g: GraphBuilder,
+  m: VggModel,
+  b: number,
+  N: number,
+  x: string,
+  weights: StateDict | undefined,
+  inputs: FrozenInput[],
+): string {
+  const values = new Map<string, string>();
+  let h = x;
+  for (const layer of m.layers.slice(0, b)) {
+    const ctx: EmitCtx = {
+      g,
+      training: false,
+      param(suffix) {
+        const key = `${layer.name}.${suffix}`;
+        const spec = layer.params.find((p) => p.suffix === suffix);
+        if (!spec) throw new Error(`${layer.name} has no parameter ${suffix}`);
+        let v = values.get(key);
+        if (v) return v;
+        if (weights) {
+          const t = weights.get(key);
+          if (!t) throw new VggError(`weights lack '${key}'`);
+          v = g.initializer(key, t);
+        } else {
+          v = g.input(key, spec.dtype, spec.shape);
+          inputs.push({ key, dtype: spec.dtype, shape: spec.shape });
+        }
+        values.set(key, v);
+        return v;
+      },
+    };
+    h = opOf(layer.kind).forward(ctx, layer.attrs, h, layer.inShape, layer.tap ?? layer.name.replace(/\./g, "_"));
+  }
+  const out = m.layers[b - 1].outShape;
+  if (out.length === 3) return nchwToChwn(g, h, out[0], out[1], out[2], N, "frozen_to_chwn");
+  return transpose(g, h, [1, 0], "frozen_to_fn");
+}
+
+export function encodeTrainStep(
+  m: VggModel,
+  opts: TrainStepOptions,
+): { bytes: Uint8Array; state: StateEntry[]; frozenInputs: FrozenInput[] } {
   const s = buildTrainStep(m, opts);
-  return { bytes: encodeModel(s.spec), state: s.state };
+  return { bytes: encodeModel(s.spec), state: s.state, frozenInputs: s.frozenInputs };
 }
 
-/** The feeds of one step: weights and buffers from `sd`, momentum buffers from `momentum` (zeros if absent). */
+/**
+ * The feeds of one step: weights and buffers from `sd` (frozen ones too, when they are inputs), momentum buffers from
+ * `momentum` (zeros if absent).
+ */
 export function stepFeeds(
-  step: { state: StateEntry[] },
+  step: { state: StateEntry[]; frozenInputs?: FrozenInput[] },
   sd: StateDict,
   momentum: StateDict | undefined,
   batch: { x: Tensor; y: Tensor; lr: number; seed: number | bigint },
@@ -290,6 +448,11 @@ export function stepFeeds(
     const t = e.kind === "momentum" ? momentum?.get(e.input) : sd.get(e.input);
     feeds[e.input] = t ?? { dtype: "float32", shape: e.shape, data: new Float32Array(numel(e.shape)) };
     if (!t && e.kind !== "momentum") throw new Error(`state lacks ${e.input}`);
+  }
+  for (const f of step.frozenInputs ?? []) {
+    const t = sd.get(f.key);
+    if (!t) throw new Error(`state lacks ${f.key}`);
+    feeds[f.key] = t;
   }
   return feeds;
 }

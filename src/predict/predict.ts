@@ -37,11 +37,25 @@ function sliceOf(t: Tensor, i: number): Tensor {
   return { dtype: t.dtype, shape: t.shape.slice(1), data: (t.data as Float32Array).subarray(i * per, (i + 1) * per) };
 }
 
-/** Runs the predictor over `files`, yielding one prediction per readable image, in order. */
-export async function* predictFiles(predictor: Predictor, files: readonly string[], opts: PredictOptions): AsyncGenerator<Prediction> {
+/** What `runImageBatches` needs: the decoding, and the batching of `PredictOptions`. */
+export type BatchOptions = Pick<PredictOptions, "preprocessing" | "batchSize" | "workers" | "onSkip">;
+
+/** One engine run over a chunk of images: the files that decoded, their inputs [n, C, H, W] and the outputs. */
+export interface ImageBatch {
+  files: string[];
+  /** The preprocessed inputs, n x C x H x W float32, in `files` order. */
+  x: Float32Array;
+  outputs: Record<string, Tensor>;
+  /** Files of the chunk done so far, read or skipped (for progress). */
+  done: number;
+}
+
+/**
+ * Runs the predictor over `files` a chunk at a time, yielding each chunk's outputs in order. Files that do not
+ * decode are reported through `onSkip` and left out of their chunk; a chunk with none left yields nothing.
+ */
+export async function* runImageBatches(predictor: Predictor, files: readonly string[], opts: BatchOptions): AsyncGenerator<ImageBatch> {
   const batchSize = opts.batchSize ?? 8;
-  const k = opts.top ?? 5;
-  if (!predictor.taps.includes("logits")) throw new VggError("the predictor must output 'logits'");
   const shape = predictor.model.inputShape;
   const per = numel(shape);
   const nWorkers = opts.workers ?? (files.length > batchSize ? 1 : 0);
@@ -80,15 +94,25 @@ export async function* predictFiles(predictor: Predictor, files: readonly string
         }
         x.set(d.img.data as Float32Array, i * per);
       });
-      const out = await predictor.run({ dtype: "float32", shape: [ok.length, ...shape], data: x });
-      for (let i = 0; i < ok.length; i++) {
-        const outputs: Record<string, Tensor> = {};
-        for (const [name, t] of Object.entries(out)) outputs[name] = sliceOf(t, i);
-        const probs = softmax(outputs.logits.data as Float32Array);
-        yield { file: ok[i].file, top: topK(probs, k, opts.labels), input: x.subarray(i * per, (i + 1) * per), outputs };
-      }
+      const outputs = await predictor.run({ dtype: "float32", shape: [ok.length, ...shape], data: x });
+      yield { files: ok.map((d) => d.file), x, outputs, done: Math.min(b + batchSize, files.length) };
     }
   } finally {
     await pool?.close();
+  }
+}
+
+/** Runs the predictor over `files`, yielding one prediction per readable image, in order. */
+export async function* predictFiles(predictor: Predictor, files: readonly string[], opts: PredictOptions): AsyncGenerator<Prediction> {
+  const k = opts.top ?? 5;
+  if (!predictor.taps.includes("logits")) throw new VggError("the predictor must output 'logits'");
+  const per = numel(predictor.model.inputShape);
+  for await (const batch of runImageBatches(predictor, files, opts)) {
+    for (let i = 0; i < batch.files.length; i++) {
+      const outputs: Record<string, Tensor> = {};
+      for (const [name, t] of Object.entries(batch.outputs)) outputs[name] = sliceOf(t, i);
+      const probs = softmax(outputs.logits.data as Float32Array);
+      yield { file: batch.files[i], top: topK(probs, k, opts.labels), input: batch.x.subarray(i * per, (i + 1) * per), outputs };
+    }
   }
 }

@@ -57,6 +57,23 @@ export function presetPreprocessing(name: PresetName, size: number): Preprocessi
   throw new VggError(`unknown preset '${name}' (known: ${PRESETS.join(", ")})`);
 }
 
+/** LPIPS's ScalingLayer, applied to images in [-1, 1]: (x - shift) / scale per RGB channel. */
+export const LPIPS_SHIFT = [-0.03, -0.088, -0.188];
+export const LPIPS_SCALE = [0.458, 0.448, 0.45];
+
+/**
+ * LPIPS's input: RGB at the image's own size (no resize, no crop), [0, 1] -> [-1, 1], then its ScalingLayer. In
+ * the transforms' [0, 1] units: ((2v - 1) - shift) / scale = (v - (1 + shift) / 2) / (scale / 2).
+ */
+export function lpipsPreprocessing(): Preprocessing {
+  return {
+    name: "lpips",
+    channels: 3,
+    bgr: false,
+    transform: { mean: LPIPS_SHIFT.map((s) => (1 + s) / 2), std: LPIPS_SCALE.map((s) => s / 2) },
+  };
+}
+
 /** Reverses the channel order (RGB <-> BGR). */
 export function reverseChannels(img: Image): Image {
   const plane = img.h * img.w;

@@ -71,7 +71,7 @@ export function checkpointPreprocessing(meta: ModelMeta, inputSize?: number): Pr
   return { name: "checkpoint", channels: stats.channels as 1 | 3, bgr: false, native: stats.size ?? undefined, transform };
 }
 
-/** Decodes an image file (JPEG, PNG, WebP, ... via sharp) and preprocesses it. */
-export async function loadImage(file: string, p: Preprocessing): Promise<Image> {
+/** Decodes an image file or its bytes (JPEG, PNG, WebP, ... via sharp) and preprocesses it. */
+export async function loadImage(file: string | Uint8Array, p: Preprocessing): Promise<Image> {
   return preprocessImage(await decodeImage(file, p.channels), p);
 }

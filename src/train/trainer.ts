@@ -11,7 +11,7 @@
  * batch), its dropout of (seed, step)).
  */
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import type { Dataset } from "../data/dataset.js";
 import { BatchLoader } from "../data/loader.js";
 import { openDataset } from "../data/spec.js";
@@ -21,14 +21,22 @@ import { evaluate } from "../eval/evaluate.js";
 import { type Scores, scores } from "../eval/metrics.js";
 import { evaluateProtocol, type Protocol } from "../eval/protocols.js";
 import { hash32 } from "../graph/emit.js";
-import { encodeTrainStep, stepFeeds, TRAIN_SESSION_OPTIONS, zeroMomentum } from "../graph/train-step.js";
+import {
+  encodeTrainStep,
+  freezeSummary,
+  resolveFreeze,
+  stepFeeds,
+  TRAIN_SESSION_OPTIONS,
+  zeroMomentum,
+} from "../graph/train-step.js";
 import { checkMemory, estimateTraining } from "../memory.js";
 import { Predictor } from "../predictor.js";
 import { createSession, type Session } from "../runtime/ort.js";
 import type { StateDict } from "../tensor.js";
 import { fsError, writeTextAtomic } from "../weights/atomic.js";
-import { INIT_SCHEMES, type InitScheme, initWeights } from "../weights/init.js";
+import { TORCHVISION_MEAN, TORCHVISION_STD } from "../predict/preprocess-core.js";
 import { initFromFile } from "../weights/init-from.js";
+import { fitStart, resolveStart, type Start, startInChannels } from "../weights/start.js";
 import { loadWeights } from "../weights/load.js";
 import { buildModel, type ModelOptions, type VggModel } from "../zoo/model.js";
 import {
@@ -36,6 +44,7 @@ import {
   checkpointPaths,
   loadCheckpoint,
   type ModelMeta,
+  readModelMeta,
   recoverCheckpoint,
   saveCheckpoint,
   type TrainerState,
@@ -66,6 +75,8 @@ export interface TrainConfig {
   init: string;
   /** A trained net A: its first four convs and its FC layers replace those of the fresh init (the paper's rule). */
   initFrom?: string;
+  /** Fine-tuning: everything up to and including this tap (or `features`) is frozen. */
+  freeze?: string;
   seed: number;
   /** Stop after this many steps in all (smoke runs). */
   steps?: number;
@@ -79,7 +90,12 @@ export interface TrainConfig {
   /** Training scale S (fixed) or [Smin, Smax] (jittered), for variable-size images. */
   scale?: number | [number, number];
   fit: "pad" | "resize";
-  normalize: "meanstd" | "mean" | "none";
+  /** torchvision's RandomResizedCrop for training (fine-tuning at 224 on photos), instead of scale + crop. */
+  resizedCrop?: boolean;
+  /** Default: the starting weights' normalisation when they have one (fine-tuning), else "meanstd". */
+  normalize?: "meanstd" | "mean" | "none";
+  /** Set by the trainer from the starting weights (fine-tuning): a fixed mean/std instead of the data's. */
+  normalizeTo?: { mean: number[]; std: number[]; from: string };
   /** Held-out validation images (count or fraction). */
   val?: number;
   workers?: number;
@@ -250,15 +266,23 @@ async function trainLocked(cfgIn: TrainConfig, log: Log, t0: number, sigint: Sto
     cfg = { ...cfgIn, epochs: cfgIn.epochs ?? DEFAULT_EPOCHS, dropLast: cfgIn.dropLast ?? false };
   }
 
+  // A new run's starting weights are read first: they give the input channels and the normalisation a fine-tuning
+  // run defaults to (saved with the run's args, so a resumed run keeps them without the file).
+  const start = ckpt ? undefined : await resolveStart(cfg.init, cfg.arch, log);
+  if (start) cfg = withStartDefaults(cfg, start);
   const ds = await openDataset(cfg.data, { seed: cfg.seed, val: cfg.val, channels: cfg.model.inChannels === 1 ? 1 : 3 });
   if (!ds.splits.train) throw new VggError("the data has no training split", cfg.data);
   const inputSize = cfg.model.inputSize ?? (ds.size ? Math.max(32, ds.size[0]) : 224);
   const numClasses = cfg.model.numClasses ?? ds.classes.length;
-  if (numClasses !== ds.classes.length)
-    throw new VggError(`--num-classes ${numClasses} but the data has ${ds.classes.length} classes`, cfg.data);
+  // A subset need not hold every class: labels must lie in [0, N), that is all.
+  if (numClasses < ds.classes.length)
+    throw new VggError(`--num-classes ${numClasses} but the data has ${ds.classes.length} classes (labels up to ${ds.classes.length - 1})`, cfg.data);
+  const classes = [...ds.classes, ...Array.from({ length: numClasses - ds.classes.length }, (_, i) => String(ds.classes.length + i))];
   const inChannels = cfg.model.inChannels ?? ds.channels;
   const modelOptions: ModelOptions = { ...cfg.model, inputSize, numClasses, inChannels };
   const model = buildModel(cfg.arch, modelOptions);
+  // --freeze: the number of leading layers frozen (0: none), resolved before any work so a bad name fails at once.
+  const freeze = cfg.freeze === undefined ? 0 : resolveFreeze(model, cfg.freeze);
   const preset = {
     size: inputSize,
     channels: inChannels,
@@ -269,7 +293,9 @@ async function trainLocked(cfgIn: TrainConfig, log: Log, t0: number, sigint: Sto
     flip: cfg.flip,
     lighting: cfg.lighting,
     erase: cfg.erase,
+    resizedCrop: cfg.resizedCrop,
     normalize: cfg.normalize,
+    ...fixedNormalization(cfg.normalizeTo, ds.channels),
   };
   const trainTf = presetTransforms(ds, preset, true);
   const evalTf = presetTransforms(ds, preset, false);
@@ -277,7 +303,7 @@ async function trainLocked(cfgIn: TrainConfig, log: Log, t0: number, sigint: Sto
   const meta: ModelMeta = {
     arch: cfg.arch,
     options: model.options,
-    labels: ds.classes,
+    labels: classes,
     mean: trainTf.mean ?? [],
     std: trainTf.std ?? [],
     data: { channels: ds.channels, size: ds.size },
@@ -292,13 +318,16 @@ async function trainLocked(cfgIn: TrainConfig, log: Log, t0: number, sigint: Sto
     { kind: cfg.schedule, lr: cfg.lr, epochs: cfg.epochs, patience: cfg.patience, warmup: cfg.warmup },
     ckpt?.state.schedule,
   );
-  const sgd = { momentum: cfg.momentum, weightDecay: cfg.weightDecay, nesterov: cfg.nesterov, decayExempt: cfg.decayExempt };
+  // With freeze: a frozen layer gets no momentum buffer (zeroMomentum) and no update (the step graph).
+  const sgd = { momentum: cfg.momentum, weightDecay: cfg.weightDecay, nesterov: cfg.nesterov, decayExempt: cfg.decayExempt, freeze };
   if (ckpt) {
     weights = ckpt.weights;
     momentum = ckpt.momentum;
     state = ckpt.state;
   } else {
-    weights = await initialWeights(model, cfg.init, cfg.seed);
+    const fit = fitStart(model, start as Start, cfg.seed);
+    weights = fit.weights;
+    if (fit.summary) log(`${cfg.init}: ${fit.summary}`);
     if (cfg.initFrom) {
       const r = await initFromFile(model, weights, cfg.initFrom);
       weights = r.weights;
@@ -328,17 +357,20 @@ async function trainLocked(cfgIn: TrainConfig, log: Log, t0: number, sigint: Sto
       `the training split has ${nTrain} images, fewer than one batch of ${cfg.batchSize} (and --drop-last drops it)`,
       cfg.data,
     );
-  const estimates = sizes.map((n) => estimateTraining(model, n));
+  const estimates = sizes.map((n) => estimateTraining(model, n, freeze));
   const shared = estimates[0].parts.runtime + estimates[0].parts.weights;
   checkMemory(
     `training ${cfg.arch} at batch ${sizes[0]}, input ${inputSize}${sizes.length > 1 ? ` (and a last batch of ${sizes[1]})` : ""}`,
     { total: estimates.reduce((t, e) => t + e.total - shared, shared), parts: estimates[0].parts },
     "lower --batch-size or --input-size, or raise --width-divisor",
   );
-  const steps = new Map<number, { step: ReturnType<typeof encodeTrainStep>; session: Session }>();
+  const steps = new Map<number, { step: Omit<ReturnType<typeof encodeTrainStep>, "bytes">; session: Session }>();
   for (const n of sizes) {
-    const step = encodeTrainStep(model, { ...sgd, batchSize: n, labelSmoothing: cfg.labelSmoothing });
-    steps.set(n, { step, session: await createSession(step.bytes, { ...TRAIN_SESSION_OPTIONS, threads: cfg.threads }) });
+    // Frozen tensors are baked in as constants (ORT prepacks them); `weights` keeps them, unchanged, for checkpoints.
+    const frozenWeights = freeze > 0 ? weights : undefined;
+    const { bytes, ...step } = encodeTrainStep(model, { ...sgd, batchSize: n, labelSmoothing: cfg.labelSmoothing, frozenWeights });
+    // The bytes (with frozen weights, as large as they are) are not kept past the session's creation.
+    steps.set(n, { step, session: await createSession(bytes, { ...TRAIN_SESSION_OPTIONS, threads: cfg.threads }) });
   }
   const loader = new BatchLoader(ds.splits.train, {
     batchSize: cfg.batchSize,
@@ -557,9 +589,34 @@ function resumeHint(cfg: RunConfig): string {
   return parts.join(" ");
 }
 
-async function initialWeights(model: VggModel, init: string, seed: number): Promise<StateDict> {
-  if ((INIT_SCHEMES as string[]).includes(init)) return initWeights(model, init as InitScheme, seed);
-  return loadWeights(model, init);
+/**
+ * Starting from weights: the model takes the weights' input channels (1-channel data is replicated) and, unless
+ * --normalize says otherwise, their normalisation: a `vgg train` checkpoint's own, a published entry's, and
+ * torchvision's ImageNet statistics for any other 3-channel file (torchvision's convention).
+ */
+function withStartDefaults(cfg: RunConfig, start: Start): RunConfig {
+  if (!("path" in start)) return cfg;
+  const inChannels = cfg.model.inChannels ?? startInChannels(start);
+  const out: RunConfig = { ...cfg, model: { ...cfg.model, inChannels } };
+  if (cfg.normalize !== undefined) return out;
+  const meta = start.path.endsWith(".safetensors") ? readModelMeta(start.path) : undefined;
+  if (meta) {
+    if (meta.mean.length > 0) out.normalizeTo = { mean: meta.mean, std: meta.std, from: "the checkpoint's" };
+    return out;
+  }
+  const entry = pretrainedForFile(basename(start.path));
+  const p = entry ? entryNormalization(entry) : inChannels === 3 ? { mean: TORCHVISION_MEAN, std: TORCHVISION_STD } : undefined;
+  if (p) out.normalizeTo = { mean: [...p.mean], std: [...p.std], from: entry ? `${entry.name}'s` : "ImageNet's (torchvision)" };
+  return out;
+}
+
+/** The weights' mean/std as the data's preset takes them; for 1-channel data, the average over RGB. */
+function fixedNormalization(n: TrainConfig["normalizeTo"], channels: number): { mean?: number[]; std?: number[] } {
+  if (!n) return {};
+  if (n.mean.length === channels) return { mean: n.mean, std: n.std };
+  const avg = (v: number[]) => [v.reduce((a, b) => a + b, 0) / v.length];
+  if (channels === 1) return { mean: avg(n.mean), std: avg(n.std) };
+  throw new VggError(`the starting weights are normalised for ${n.mean.length} channels, the data has ${channels}: pass --normalize`);
 }
 
 export async function evalWeights(
@@ -625,6 +682,8 @@ function dropsLastBatch(cfg: TrainConfig, model: VggModel, nTrain: number): bool
   return (cfg.dropLast ?? true) || (bn && nTrain % cfg.batchSize === 1 && nTrain > 1);
 }
 
+const fmtList = (v: number[]) => v.map((x) => x.toFixed(3)).join("/");
+
 function describeRun(cfg: RunConfig, ds: Dataset, model: VggModel, tf: TransformConfig): string {
   const s = ds.splits;
   const n = (x: { indices: Int32Array } | null) => (x ? x.indices.length : 0);
@@ -638,5 +697,15 @@ function describeRun(cfg: RunConfig, ds: Dataset, model: VggModel, tf: Transform
     `data ${cfg.data}: train ${n(s.train)}, val ${n(s.val)} (held out), test ${n(s.test)}`,
     `SGD lr ${cfg.lr} momentum ${cfg.momentum} weight decay ${cfg.weightDecay}${cfg.nesterov ? " nesterov" : ""}, batch ${cfg.batchSize}${dropped}, ${cfg.epochs} epochs, schedule ${cfg.schedule}, init ${cfg.init}, seed ${cfg.seed}`,
     `augmentation ${JSON.stringify({ ...tf, mean: undefined, std: undefined })}`,
+    `normalisation ${cfg.normalizeTo ? `${cfg.normalizeTo.from} mean/std` : (cfg.normalize ?? "meanstd")}${tf.mean ? ` (mean ${fmtList(tf.mean)}, std ${fmtList(tf.std ?? [])})` : ""}`,
+    ...(cfg.freeze ? [freezeSummary(model, cfg.freeze, resolveFreeze(model, cfg.freeze))] : []),
   ].join("\n");
+}
+
+// TEMP until pretrained.ts lands.
+function pretrainedForFile(_f: string): { name: string } | undefined {
+  return undefined;
+}
+function entryNormalization(_e: { name: string }): { mean: number[]; std: number[] } | undefined {
+  return undefined;
 }

@@ -4,6 +4,7 @@
  */
 import { VggError } from "../errors.js";
 import { numel, type StateDict, shapeStr, type Tensor } from "../tensor.js";
+import type { ParamSpec } from "../ops/types.js";
 import { stateSpec, type VggModel } from "../zoo/model.js";
 
 function toFloat32(t: Tensor): Float32Array {
@@ -41,51 +42,123 @@ export function stripModulePrefix(sd: StateDict): StateDict {
   return out;
 }
 
+function describe(m: VggModel): string {
+  return `${m.arch} (${m.options.head} head, ${m.options.numClasses} classes, width /${m.options.widthDivisor})`;
+}
+
+function sameShape(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((d, k) => d === b[k]);
+}
+
+/** One file tensor converted to the dtype and shape the model's parameter has (shapes already agree). */
+function fitTensor(key: string, t: Tensor, param: ParamSpec, file?: string): Tensor {
+  if (param.dtype === "int64") {
+    const v = t.dtype === "int64" ? (t.data as BigInt64Array) : BigInt64Array.from([BigInt(Math.trunc(Number(t.data[0] ?? 0)))]);
+    return { dtype: "int64", shape: param.shape, data: v };
+  }
+  let data: Float32Array;
+  try {
+    data = toFloat32(t);
+  } catch (err) {
+    throw new VggError(`key '${key}': ${(err as Error).message}`, file);
+  }
+  if (data.length !== numel(param.shape)) throw new VggError(`key '${key}' holds ${data.length} values for shape ${shapeStr(param.shape)}`, file);
+  return { dtype: "float32", shape: param.shape, data };
+}
+
+function refuseExtras(m: VggModel, sd: StateDict, file?: string): void {
+  const want = new Set(stateSpec(m).map((e) => e.key));
+  const extra = [...sd.keys()].filter((k) => !want.has(k));
+  if (extra.length === 0) return;
+  const shown = extra
+    .slice(0, 3)
+    .map((k) => `'${k}' ${shapeStr(sd.get(k)?.shape ?? [])}`)
+    .join(", ");
+  throw new VggError(
+    `unexpected key${extra.length > 1 ? "s" : ""} ${shown}${extra.length > 3 ? ` and ${extra.length - 3} more` : ""} for ${describe(m)}`,
+    file,
+  );
+}
+
+/** Older torchvision files predate BN's counter; it carries no numbers the forward pass needs. */
+function missing(m: VggModel, key: string, param: ParamSpec, file?: string): Tensor {
+  if (param.suffix === "num_batches_tracked") return { dtype: "int64", shape: [], data: new BigInt64Array(1) };
+  throw new VggError(`missing key '${key}' (shape ${shapeStr(param.shape)}) for ${describe(m)}`, file);
+}
+
+/** Strict: every key present, no extras, every shape equal. */
 export function matchStateDict(m: VggModel, sdIn: StateDict, file?: string): StateDict {
   const sd = stripModulePrefix(sdIn);
-  const spec = stateSpec(m);
-  const want = new Set(spec.map((e) => e.key));
   const out: StateDict = new Map();
-  const desc = `${m.arch} (${m.options.head} head, ${m.options.numClasses} classes, width /${m.options.widthDivisor})`;
-  for (const { key, param } of spec) {
+  for (const { key, param } of stateSpec(m)) {
     const t = sd.get(key);
     if (!t) {
-      // Older torchvision files predate BN's counter; it carries no numbers the forward pass needs.
-      if (param.suffix === "num_batches_tracked") {
-        out.set(key, { dtype: "int64", shape: [], data: new BigInt64Array(1) });
-        continue;
-      }
-      throw new VggError(`missing key '${key}' (shape ${shapeStr(param.shape)}) for ${desc}`, file);
-    }
-    const sameShape = t.shape.length === param.shape.length && t.shape.every((d, k) => d === param.shape[k]);
-    if (!sameShape) {
-      throw new VggError(`key '${key}' has shape ${shapeStr(t.shape)}, ${desc} needs ${shapeStr(param.shape)}`, file);
-    }
-    if (param.dtype === "int64") {
-      const v = t.dtype === "int64" ? (t.data as BigInt64Array) : BigInt64Array.from([BigInt(Math.trunc(Number(t.data[0] ?? 0)))]);
-      out.set(key, { dtype: "int64", shape: param.shape, data: v });
+      out.set(key, missing(m, key, param, file));
       continue;
     }
-    let data: Float32Array;
-    try {
-      data = toFloat32(t);
-    } catch (err) {
-      throw new VggError(`key '${key}': ${(err as Error).message}`, file);
-    }
-    if (data.length !== numel(param.shape))
-      throw new VggError(`key '${key}' holds ${data.length} values for shape ${shapeStr(param.shape)}`, file);
-    out.set(key, { dtype: "float32", shape: param.shape, data });
+    if (!sameShape(t.shape, param.shape))
+      throw new VggError(`key '${key}' has shape ${shapeStr(t.shape)}, ${describe(m)} needs ${shapeStr(param.shape)}`, file);
+    out.set(key, fitTensor(key, t, param, file));
   }
-  const extra = [...sd.keys()].filter((k) => !want.has(k));
-  if (extra.length) {
-    const shown = extra
-      .slice(0, 3)
-      .map((k) => `'${k}' ${shapeStr(sd.get(k)?.shape ?? [])}`)
-      .join(", ");
-    throw new VggError(
-      `unexpected key${extra.length > 1 ? "s" : ""} ${shown}${extra.length > 3 ? ` and ${extra.length - 3} more` : ""} for ${desc}`,
-      file,
-    );
-  }
+  refuseExtras(m, sd, file);
   return out;
+}
+
+/** The last FC layer's module name (the classifier a fine-tuning run replaces). */
+export function lastFc(m: VggModel): string {
+  const fc = m.layers.filter((l) => l.kind === "linear");
+  if (fc.length === 0) throw new Error(`${m.arch} has no FC layer`);
+  return fc[fc.length - 1].name;
+}
+
+export interface FineTuneFit {
+  weights: StateDict;
+  /** Keys taken from the file. */
+  loaded: string[];
+  /** Keys left at their fresh initialisation, each with why. */
+  reinit: { key: string; why: string }[];
+}
+
+function allNaN(t: Tensor): boolean {
+  return (t.dtype === "float32" || t.dtype === "float64") && t.data.length > 0 && (t.data as Float32Array).every(Number.isNaN);
+}
+
+/**
+ * timm's `pretrained=True, num_classes=N`: every tensor whose name and shape match is taken from the file; the last
+ * FC keeps its fresh initialisation when its shape differs (another number of classes), as do tensors that are all
+ * NaN in the file (torchvision's IMAGENET1K_FEATURES ships its classifier so). Any other mismatch is an error.
+ */
+export function fitForFineTune(m: VggModel, sdIn: StateDict, fresh: StateDict, file?: string): FineTuneFit {
+  const sd = stripModulePrefix(sdIn);
+  const head = lastFc(m);
+  const weights: StateDict = new Map();
+  const loaded: string[] = [];
+  const reinit: { key: string; why: string }[] = [];
+  const keepFresh = (key: string, why: string) => {
+    const t = fresh.get(key);
+    if (!t) throw new Error(`fine-tune: no fresh value for ${key}`);
+    weights.set(key, t);
+    reinit.push({ key, why });
+  };
+  for (const { key, layer, param } of stateSpec(m)) {
+    const t = sd.get(key);
+    if (!t) {
+      weights.set(key, missing(m, key, param, file));
+      continue;
+    }
+    if (!sameShape(t.shape, param.shape)) {
+      if (layer.name !== head)
+        throw new VggError(`key '${key}' has shape ${shapeStr(t.shape)}, ${describe(m)} needs ${shapeStr(param.shape)}`, file);
+      keepFresh(key, `${shapeStr(t.shape)} in the file, ${shapeStr(param.shape)} here`);
+      continue;
+    }
+    if (allNaN(t)) {
+      keepFresh(key, "all NaN in the file");
+      continue;
+    }
+    weights.set(key, fitTensor(key, t, param, file));
+    loaded.push(key);
+  }
+  refuseExtras(m, sd, file);
+  return { weights, loaded, reinit };
 }

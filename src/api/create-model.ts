@@ -1,0 +1,197 @@
+/**
+ * One call for the common thing, as timm's `create_model(name, pretrained=True, num_classes=N)`:
+ *
+ *   const model = await createModel("vgg16", { weights: "imagenet" });
+ *   const top5 = await model.classify("cat.jpg", { top: 5 });
+ *   const feats = await model.features(["a.png", "b.png"], ["relu2_2", "relu4_3"]);
+ *
+ * The weights may be a file, `imagenet`, an entry of the published table, a URL, or a `vgg train` checkpoint (which
+ * brings its own model description, labels and preprocessing). With `numClasses` different from the weights', the
+ * last FC is re-initialised (fine-tuning's starting point); otherwise loading is strict.
+ */
+import { basename } from "node:path";
+import { VggError } from "../errors.js";
+import { type ExtractOptions, extractFeatures, type FeatureInputs } from "../features/extract.js";
+import type { PrecisionOptions } from "../precision.js";
+import { expandInputs } from "../predict/inputs.js";
+import { predictFiles } from "../predict/predict.js";
+import {
+  checkpointPreprocessing,
+  loadImage,
+  type Preprocessing,
+  type PresetName,
+  presetPreprocessing,
+} from "../predict/preprocess.js";
+import { type ClassScore, softmax, topK } from "../predict/topk.js";
+import { Predictor } from "../predictor.js";
+import { numel, type StateDict, type Tensor } from "../tensor.js";
+import { type ModelMeta, readModelMeta } from "../train/checkpoint.js";
+import { resolveWeights } from "../weights/hub.js";
+import { loadStateDict } from "../weights/index.js";
+import { type InitScheme, initWeights } from "../weights/init.js";
+import { fitForFineTune, matchStateDict } from "../weights/match.js";
+import { entryPreprocessing, pretrainedForFile } from "../weights/pretrained.js";
+import { type FeatureInfo, featureInfo } from "../zoo/features.js";
+import { defaultLabels, readLabels } from "../zoo/labels.js";
+import { buildModel, type ModelOptions, type VggModel } from "../zoo/model.js";
+
+export interface CreateModelOptions extends ModelOptions, PrecisionOptions {
+  /** A .pth/.safetensors file, `imagenet`, a published entry name, a URL, or a `vgg train` checkpoint. */
+  weights?: string;
+  /** Without weights: the initialisation (default torchvision) and its seed. */
+  init?: InitScheme;
+  seed?: number;
+  /** Preprocessing preset (default: the weights' own; torchvision for plain files). */
+  preset?: PresetName;
+  /** Class names, or a file of them (default: the checkpoint's, ImageNet's for 1000 classes, else indices). */
+  labels?: readonly string[] | string;
+  threads?: number;
+  /** Where download progress and fine-tuning notes go (default: nowhere). */
+  log?: (line: string) => void;
+}
+
+/** An image file, its bytes, or an already preprocessed float32 [N, C, H, W] tensor. */
+export type ClassifyInput = string | Uint8Array | Tensor;
+
+export class VggNet {
+  private readonly predictors = new Map<string, Promise<Predictor>>();
+
+  constructor(
+    readonly arch: string,
+    readonly model: VggModel,
+    readonly preprocessing: Preprocessing,
+    readonly labels: readonly string[],
+    private readonly weights: () => Promise<StateDict>,
+    private readonly opts: CreateModelOptions,
+  ) {}
+
+  /** Per tap: channels, stride, spatial size at the input size (timm's feature_info). */
+  get featureInfo(): FeatureInfo[] {
+    return featureInfo(this.model);
+  }
+
+  /** A session with these outputs, built once per set of taps. */
+  private predictor(taps: readonly string[]): Promise<Predictor> {
+    const key = [...taps].sort().join(",");
+    let p = this.predictors.get(key);
+    if (!p) {
+      p = this.weights().then((w) => Predictor.fromWeights(this.model, w, { ...this.opts, taps: [...taps], threads: this.opts.threads }));
+      this.predictors.set(key, p);
+    }
+    return p;
+  }
+
+  /** Raw outputs (logits, or the given taps) of a preprocessed float32 [N, C, H, W] batch. */
+  async run(x: Tensor, taps: readonly string[] = ["logits"]): Promise<Record<string, Tensor>> {
+    return (await this.predictor(taps)).run(x);
+  }
+
+  /**
+   * Top-k classes with soft-max probabilities. One input gives one list; an array (or a folder, or a batch tensor)
+   * gives one list per image. Files that do not decode are an error here (the CLI skips them instead).
+   */
+  async classify(input: ClassifyInput, opts?: { top?: number }): Promise<ClassScore[]>;
+  async classify(input: readonly ClassifyInput[], opts?: { top?: number }): Promise<ClassScore[][]>;
+  async classify(input: ClassifyInput | readonly ClassifyInput[], opts: { top?: number } = {}): Promise<ClassScore[] | ClassScore[][]> {
+    const top = opts.top ?? 5;
+    const many = Array.isArray(input);
+    const items = (many ? input : [input]) as ClassifyInput[];
+    const out: ClassScore[][] = [];
+    for (const item of items) out.push(...(await this.classifyOne(item, top)));
+    return many || (isTensor(input) && input.shape[0] !== 1) ? out : out[0];
+  }
+
+  private async classifyOne(item: ClassifyInput, top: number): Promise<ClassScore[][]> {
+    if (isTensor(item)) return this.topOf(await this.run(item), top);
+    if (typeof item !== "string") {
+      const img = await loadImage(item, this.preprocessing);
+      const x = { dtype: "float32" as const, shape: [1, img.c, img.h, img.w], data: img.data as Float32Array };
+      return this.topOf(await this.run(x), top);
+    }
+    const { files, skipped } = expandInputs([item]);
+    if (skipped.length > 0) throw new VggError(skipped[0].reason, skipped[0].file);
+    const out: ClassScore[][] = [];
+    const onSkip = (s: { file: string; reason: string }) => {
+      throw new VggError(s.reason, s.file);
+    };
+    const p = await this.predictor(["logits"]);
+    for await (const r of predictFiles(p, files, { preprocessing: this.preprocessing, labels: this.labels, top, workers: 0, onSkip }))
+      out.push(r.top);
+    return out;
+  }
+
+  private topOf(out: Record<string, Tensor>, top: number): ClassScore[][] {
+    const logits = out.logits;
+    const [n, k] = logits.shape;
+    const d = logits.data as Float32Array;
+    return Array.from({ length: n }, (_, i) => topK(softmax(d.subarray(i * k, (i + 1) * k)), top, this.labels));
+  }
+
+  /** Feature maps (or pooled vectors) at named taps, batched, for files, folders, globs or a preprocessed tensor. */
+  async features(inputs: FeatureInputs, taps: readonly string[], opts: Omit<ExtractOptions, "taps" | "preprocessing"> = {}) {
+    const p = await this.predictor(taps);
+    return extractFeatures(p, inputs, { ...opts, taps: [...taps], preprocessing: this.preprocessing });
+  }
+
+  async release(): Promise<void> {
+    for (const p of this.predictors.values()) await (await p).release();
+    this.predictors.clear();
+  }
+}
+
+function isTensor(x: unknown): x is Tensor {
+  return typeof x === "object" && x !== null && "shape" in x && "data" in x && "dtype" in x;
+}
+
+const MODEL_KEYS = ["numClasses", "inChannels", "dropout", "head", "widthDivisor", "inputSize", "config"] as const;
+
+/** The model's options: a checkpoint's description, with what the caller gave on top. */
+function modelOptions(o: CreateModelOptions, meta: ModelMeta | undefined): ModelOptions {
+  const given = Object.fromEntries(MODEL_KEYS.filter((k) => o[k] !== undefined).map((k) => [k, o[k]]));
+  return meta ? { ...meta.options, ...given } : given;
+}
+
+function preprocessingFor(model: VggModel, o: CreateModelOptions, path: string | undefined, meta: ModelMeta | undefined): Preprocessing {
+  const [channels, size] = model.inputShape;
+  if (!o.preset && meta) return checkpointPreprocessing(meta, size);
+  const entry = path && !o.preset ? pretrainedForFile(basename(path)) : undefined;
+  if (entry) return entryPreprocessing(entry, size);
+  if (channels !== 3) throw new VggError(`the ${o.preset ?? "torchvision"} preset is for 3-channel models, this one takes ${channels}`);
+  return presetPreprocessing(o.preset ?? "torchvision", size);
+}
+
+function labelsFor(o: CreateModelOptions, meta: ModelMeta | undefined, numClasses: number): readonly string[] {
+  if (typeof o.labels === "string") return readLabels(o.labels, numClasses);
+  if (o.labels) {
+    if (o.labels.length !== numClasses) throw new VggError(`${o.labels.length} labels for ${numClasses} classes`);
+    return o.labels;
+  }
+  return meta?.labels?.length === numClasses ? meta.labels : defaultLabels(numClasses);
+}
+
+/**
+ * A VGG ready to classify and to give features. `arch` may be omitted (undefined) when the weights are a `vgg train`
+ * checkpoint, which names its own.
+ */
+export async function createModel(arch: string | undefined, o: CreateModelOptions = {}): Promise<VggNet> {
+  const path = o.weights ? await resolveWeights(o.weights, { arch, log: o.log }) : undefined;
+  const meta = path?.endsWith(".safetensors") ? readModelMeta(path) : undefined;
+  const name = arch ?? meta?.arch;
+  if (!name) throw new VggError("createModel: name an arch (or give a `vgg train` checkpoint as weights)");
+  if (meta && arch && meta.arch !== arch) throw new VggError(`the checkpoint holds a ${meta.arch}, not a ${arch}`, path);
+  const model = buildModel(name, modelOptions(o, meta));
+  // Weights are read again for each new set of taps rather than held in JS beside ORT's copy.
+  const weights = async (): Promise<StateDict> => {
+    if (!path) return initWeights(model, o.init ?? "torchvision", o.seed ?? 0);
+    const sd = loadStateDict(path);
+    if (o.numClasses === undefined) return matchStateDict(model, sd, path);
+    const fit = fitForFineTune(model, sd, initWeights(model, "torchvision", o.seed ?? 0), path);
+    for (const r of fit.reinit) o.log?.(`${path}: ${r.key} re-initialised (${r.why})`);
+    return fit.weights;
+  };
+  const prep = preprocessingFor(model, o, path, meta);
+  const net = new VggNet(name, model, prep, labelsFor(o, meta, model.options.numClasses), weights, o);
+  // Fail now on a bad file, not at the first call.
+  await net.run({ dtype: "float32", shape: [1, ...model.inputShape], data: new Float32Array(numel(model.inputShape)) });
+  return net;
+}

@@ -1,0 +1,13 @@
+/**
+ * `train({ arch: "vgg16", init: "imagenet", numClasses: 5, freeze: "features", data: "folder:photos" })`: the
+ * library's one call for a training run, with `vgg train`'s defaults (src/train/options.ts, shared with the CLI).
+ */
+import { type TrainOptions, trainConfig } from "../train/options.js";
+import { type TrainResult, train as runTrainer } from "../train/trainer.js";
+
+export type { TrainOptions } from "../train/options.js";
+
+/** Trains, evaluates on the test split with the best weights, and writes the run directory (`out`). */
+export function train(o: TrainOptions, log: (line: string) => void = () => {}): Promise<TrainResult> {
+  return runTrainer(trainConfig(o), log);
+}

@@ -1,0 +1,165 @@
+/**
+ * What a user says to train (the CLI's flags, the library's `train({...})`) and the one place its defaults live:
+ * both go through trainConfig(), so `vgg train` and `train()` cannot drift apart.
+ */
+import { VggError } from "../errors.js";
+import type { Protocol } from "../eval/protocols.js";
+import { INIT_SCHEMES } from "../weights/init.js";
+import type { ModelOptions } from "../zoo/model.js";
+import type { ScheduleKind } from "./schedule.js";
+import type { TrainConfig } from "./trainer.js";
+
+export const AUGMENTS = ["crop", "flip", "lighting", "erase", "resized-crop"] as const;
+export type Augment = (typeof AUGMENTS)[number];
+
+export interface TrainOptions {
+  arch?: string;
+  /** Data spec: fashion-mnist[:DIR], cifar10:DIR, folder:DIR, npy:X.npy,Y.npy[;XT.npy,YT.npy]. */
+  data?: string;
+  /** Run directory (default runs/<arch>-<time>). */
+  out?: string;
+  numClasses?: number;
+  inChannels?: number;
+  dropout?: number;
+  head?: "paper" | "compact";
+  widthDivisor?: number;
+  inputSize?: number;
+  /** A custom feature config: "64,M,128,M,conv1-128,M" or its list. */
+  config?: string | (number | string)[];
+  epochs?: number;
+  batchSize?: number;
+  lr?: number;
+  momentum?: number;
+  weightDecay?: number;
+  nesterov?: boolean;
+  /** false: no weight decay on BN parameters and biases. */
+  decayBnBias?: boolean;
+  labelSmoothing?: number;
+  schedule?: ScheduleKind;
+  patience?: number;
+  warmup?: number;
+  /** torchvision|paper|glorot, or weights to start from: a file, `imagenet`, an entry name, a URL. */
+  init?: string;
+  initFrom?: string;
+  /** Freeze everything up to and including a tap (relu4_3, pool5, fc6), or `features`. */
+  freeze?: string;
+  seed?: number;
+  steps?: number;
+  shuffle?: boolean;
+  dropLast?: boolean;
+  /** "crop,flip" (default; "resized-crop,flip" when fine-tuning weights on folder: data), "none", or a list of AUGMENTS. */
+  augment?: string | Augment[];
+  /** Training scale: S, [Smin, Smax], or "S" / "Smin:Smax". */
+  scale?: number | [number, number] | string;
+  fit?: "pad" | "resize";
+  /** Default: the starting weights' normalisation when fine-tuning, else the data's mean/std. */
+  normalize?: "meanstd" | "mean" | "none";
+  val?: number;
+  workers?: number;
+  threads?: number;
+  resume?: boolean;
+  progress?: boolean;
+  checkpointEvery?: number;
+  testProtocol?: Protocol;
+}
+
+/** The defaults of `vgg train` and `train()`. */
+export const TRAIN_DEFAULTS = {
+  batchSize: 128,
+  lr: 0.01,
+  momentum: 0.9,
+  weightDecay: 5e-4,
+  labelSmoothing: 0,
+  schedule: "plateau" as ScheduleKind,
+  patience: 2,
+  init: "torchvision",
+  seed: 0,
+  augment: "crop,flip",
+  fit: "pad" as const,
+} as const;
+
+export function parseAugment(s: string | readonly string[]): Set<Augment> {
+  const parts = (typeof s === "string" ? s.split(",") : [...s]).map((p) => p.trim()).filter(Boolean);
+  const known: string[] = [...AUGMENTS, "none"];
+  for (const p of parts) if (!known.includes(p)) throw new VggError(`--augment: unknown '${p}' (known: ${known.join(", ")})`);
+  if (parts.includes("resized-crop") && parts.includes("crop"))
+    throw new VggError("--augment: crop and resized-crop are two ways to crop; choose one");
+  return new Set(parts.filter((p) => p !== "none") as Augment[]);
+}
+
+export function parseScale(s: TrainOptions["scale"]): number | [number, number] | undefined {
+  if (s === undefined || typeof s === "number" || Array.isArray(s)) return s;
+  const m = /^(\d+)(?::(\d+))?$/.exec(s.trim());
+  if (!m) throw new VggError(`--scale wants S or Smin:Smax, got '${s}'`);
+  return m[2] ? [Number(m[1]), Number(m[2])] : Number(m[1]);
+}
+
+export function parseConfig(c: TrainOptions["config"]): ModelOptions["config"] {
+  if (c === undefined) return undefined;
+  const list = typeof c === "string" ? c.split(",") : c;
+  return list.map((s) => (typeof s === "number" ? s : /^\d+$/.test(s.trim()) ? Number(s) : s.trim()));
+}
+
+function stamp(): string {
+  return new Date().toISOString().replace(/[-:]/g, "").replace("T", "-").slice(0, 15);
+}
+
+/** The trainer's full configuration from what the user gave, defaults filled in. */
+export function trainConfig(o: TrainOptions): TrainConfig {
+  const d = TRAIN_DEFAULTS;
+  const init = o.init ?? d.init;
+  // Fine-tuning pretrained weights on photos: torchvision's recipe (RandomResizedCrop + flip) unless told otherwise.
+  const fineTunePhotos = !(INIT_SCHEMES as string[]).includes(init) && /^folder:/i.test(o.data ?? "");
+  const aug = parseAugment(o.augment ?? (fineTunePhotos ? "resized-crop,flip" : d.augment));
+  if (!o.resume) {
+    if (o.arch === undefined) throw new VggError("required option '--arch <name>' not specified");
+    if (o.data === undefined) throw new VggError("required option '--data <spec>' not specified");
+  }
+  return {
+    arch: o.arch ?? "",
+    model: {
+      numClasses: o.numClasses,
+      inChannels: o.inChannels,
+      dropout: o.dropout,
+      head: o.head,
+      widthDivisor: o.widthDivisor,
+      inputSize: o.inputSize,
+      config: parseConfig(o.config),
+    },
+    data: o.data ?? "",
+    out: o.out ?? `runs/${o.arch ?? "run"}-${stamp()}`,
+    epochs: o.epochs,
+    batchSize: o.batchSize ?? d.batchSize,
+    lr: o.lr ?? d.lr,
+    momentum: o.momentum ?? d.momentum,
+    weightDecay: o.weightDecay ?? d.weightDecay,
+    nesterov: Boolean(o.nesterov),
+    decayExempt: o.decayBnBias === false ? "bn_and_bias" : "none",
+    labelSmoothing: o.labelSmoothing ?? d.labelSmoothing,
+    schedule: o.schedule ?? d.schedule,
+    patience: o.patience ?? d.patience,
+    warmup: o.warmup,
+    init,
+    initFrom: o.initFrom,
+    freeze: o.freeze,
+    seed: o.seed ?? d.seed,
+    steps: o.steps,
+    shuffle: o.shuffle ?? true,
+    flip: aug.has("flip"),
+    cropPadding: aug.has("crop") ? undefined : 0,
+    resizedCrop: aug.has("resized-crop") || undefined,
+    lighting: aug.has("lighting") ? 0.1 : 0,
+    erase: aug.has("erase") ? 0.5 : 0,
+    scale: parseScale(o.scale),
+    fit: o.fit ?? d.fit,
+    normalize: o.normalize,
+    val: o.val,
+    workers: o.workers,
+    threads: o.threads,
+    resume: Boolean(o.resume),
+    progress: o.progress ?? false,
+    checkpointEvery: o.checkpointEvery,
+    testProtocol: o.testProtocol,
+    dropLast: Boolean(o.dropLast),
+  };
+}
