@@ -94,8 +94,9 @@ function sample(c: Contender, s: Setup): Sample {
     ? ["/usr/bin/python3", [join(ROOT, "scripts", "torch_finetune_bench.py"), ...common, "--warmup", String(s.warmup), "--freeze", freeze]]
     : [
         process.execPath,
-        [fileURLToPath(import.meta.url), "--child", ...common, "--warmup", String(s.warmup), "--freeze", freeze]
-          .concat(c === "ours-frozen-inputs" ? ["--frozen", "inputs"] : []),
+        [fileURLToPath(import.meta.url), "--child", ...common, "--warmup", String(s.warmup), "--freeze", freeze].concat(
+          c === "ours-frozen-inputs" ? ["--frozen", "inputs"] : [],
+        ),
       ];
   const load1 = loadavg()[0];
   const busy0 = busySeconds();
@@ -126,7 +127,9 @@ function table(s: Setup, results: Map<Contender, Sample[]>): string[] {
     return `| ${c} | ${m.toFixed(0)} | ${range} | ${((s.batch * 1000) / m).toFixed(2)} | ${others} | ${load} | ${Math.max(...xs.map((x) => x.peakRssMB))} MB |`;
   });
   const ratio = (a: Contender, b: Contender, what: string) =>
-    results.has(a) && results.has(b) ? [`- ${what}: ${(med(b) / med(a)).toFixed(2)}x (${med(a).toFixed(0)} vs ${med(b).toFixed(0)} ms/step)`] : [];
+    results.has(a) && results.has(b)
+      ? [`- ${what}: ${(med(b) / med(a)).toFixed(2)}x (${med(a).toFixed(0)} vs ${med(b).toFixed(0)} ms/step)`]
+      : [];
   return [
     "| contender | median ms/step | range over rounds | img/s | others' CPU % per round | load (1 min) per round | peak RSS |",
     "|---|---:|---:|---:|---:|---:|---:|",

@@ -125,7 +125,10 @@ for (const c of manifest.cases) {
         const e = relMaxErr(ours, toNumbers(w));
         const partner = nearZero.get(key);
         const scale = partner ? Math.max(e.scale, ...toNumbers(want.get(partner) as Tensor).map(Math.abs)) : e.scale;
-        assert.ok(e.diff <= 1e-3 * scale || e.diff < 1e-12, `${key}: max diff ${e.diff.toExponential(2)} vs scale ${scale.toExponential(2)}`);
+        assert.ok(
+          e.diff <= 1e-3 * scale || e.diff < 1e-12,
+          `${key}: max diff ${e.diff.toExponential(2)} vs scale ${scale.toExponential(2)}`,
+        );
       }
       // Every trained tensor and momentum buffer was compared, and nothing else is state.
       assert.equal(r.step.state.length, want.size);
@@ -138,15 +141,21 @@ test("freeze: the parts each model accepts, and one-line errors for the others",
   const paper = buildModel("vgg16", { head: "paper", numClasses: 10, widthDivisor: 64, inputSize: 32 });
   assert.deepEqual(
     [...freezeParts(compact).keys()],
-    ["features", "relu1_1", "pool1", "relu2_1", "pool2", "relu3_1", "relu3_2", "pool3", "relu4_1", "relu4_2", "pool4"]
-      .concat(["relu5_1", "relu5_2", "pool5"]),
+    ["features", "relu1_1", "pool1", "relu2_1", "pool2", "relu3_1", "relu3_2", "pool3", "relu4_1", "relu4_2", "pool4"].concat([
+      "relu5_1",
+      "relu5_2",
+      "pool5",
+    ]),
   );
   // features = pool5: every features.* layer (vgg11_bn: 8 x (conv, BN, ReLU) + 5 pools).
   assert.equal(resolveFreeze(compact, "features"), 29);
   assert.equal(resolveFreeze(compact, "pool5"), 29);
   assert.equal(resolveFreeze(compact, "relu1_1"), 3);
   assert.equal(resolveFreeze(paper, "fc7"), paper.layers.findIndex((l) => l.tap === "fc7") + 1);
-  assert.throws(() => resolveFreeze(compact, "nosuch"), /^VggError: --freeze: unknown part 'nosuch' for vgg11_bn \(valid: features, relu1_1, .*pool5\)$/);
+  assert.throws(
+    () => resolveFreeze(compact, "nosuch"),
+    /^VggError: --freeze: unknown part 'nosuch' for vgg11_bn \(valid: features, relu1_1, .*pool5\)$/,
+  );
   assert.throws(() => resolveFreeze(compact, "fc6"), /unknown part 'fc6'/);
   assert.throws(() => resolveFreeze(paper, "logits"), /freezing 'logits' leaves nothing to train .*fc6, fc7\)$/);
   for (const bad of ["nosuch", "logits"]) {
@@ -185,7 +194,11 @@ test("vgg train --freeze: frozen tensors bit-identical after steps and a resume,
   const m = buildModel("vgg11_bn", { head: "compact", widthDivisor: 16, numClasses: 4, inChannels: 1, inputSize: 32 });
   const start = initWeights(m, "torchvision", 3);
   // Random BN statistics, so that "unchanged" is not "still at their 0/1 defaults".
-  for (const [k, t] of start) if (k.endsWith("running_mean") || k.endsWith("running_var")) (t.data as Float32Array).forEach((_, i, a) => (a[i] = 0.5 + i / a.length));
+  for (const [k, t] of start) {
+    if (!k.endsWith("running_mean") && !k.endsWith("running_var")) continue;
+    const a = t.data as Float32Array;
+    for (let i = 0; i < a.length; i++) a[i] = 0.5 + i / a.length;
+  }
   const init = join(d, "init.safetensors");
   writeSafetensors(init, start);
   const run = (part: string, out: string, extra: string[] = []) =>
@@ -195,7 +208,10 @@ test("vgg train --freeze: frozen tensors bit-identical after steps and a resume,
   const [a, b] = await Promise.all([run("features", "a", ["--steps", "3"]), run("pool2", "b", ["--steps", "3"])]);
   assert.equal(a.status, 0, a.stderr);
   assert.equal(b.status, 0, b.stderr);
-  assert.match(a.stdout, /frozen: features \(56 tensors, [\d,]+ params; batch norm and dropout in eval mode\); training: classifier \(132 params\)/);
+  assert.match(
+    a.stdout,
+    /frozen: features \(56 tensors, [\d,]+ params; batch norm and dropout in eval mode\); training: classifier \(132 params\)/,
+  );
   assert.match(b.stdout, /frozen: pool2 \(14 tensors, [\d,]+ params; .*\); training: features\.8 on, classifier \(/);
   const check = (dir: string, part: string) => {
     const F = resolveFreeze(m, part);

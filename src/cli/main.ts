@@ -20,6 +20,7 @@ import { register as registerReproduce } from "./reproduce.js";
 import { register as registerServeDemo } from "./serve-demo.js";
 import { register as registerSummary } from "./summary.js";
 import { register as registerTrain } from "./train.js";
+import { register as registerWeights } from "./weights.js";
 
 function fail(err: unknown): never {
   // --help and --version end in a CommanderError with exit code 0: that is success, not a failure.
@@ -54,6 +55,7 @@ for (const r of [
   registerReproduce,
   registerEval,
   registerServeDemo,
+  registerWeights,
 ])
   r(program);
 

@@ -25,10 +25,11 @@
  * takes its NCHWc path), else plain graph inputs without outputs (TrainStep.frozenInputs). One transpose into the
  * training layout sits at the boundary.
  */
+
+import { VggError } from "../errors.js";
 import { opOf } from "../ops/index.js";
 import { softmaxCrossEntropy } from "../ops/loss.js";
 import type { EmitCtx, TrainCtx } from "../ops/types.js";
-import { VggError } from "../errors.js";
 import type { DType, StateDict, Tensor } from "../tensor.js";
 import { numel } from "../tensor.js";
 import { emitSgd, resolveSgd, type SgdOptions } from "../train/sgd.js";

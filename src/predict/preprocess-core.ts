@@ -8,13 +8,19 @@ import { Rng } from "../data/rng.js";
 import { centerCrop, compileTransforms, type Image, resize, scaledSize, type Transform, type TransformConfig } from "../data/transforms.js";
 import { VggError } from "../errors.js";
 
-export const PRESETS = ["torchvision", "caffe"] as const;
+export const PRESETS = ["torchvision", "caffe", "vgg16-features"] as const;
 export type PresetName = (typeof PRESETS)[number];
 
 export const TORCHVISION_MEAN = [0.485, 0.456, 0.406];
 export const TORCHVISION_STD = [0.229, 0.224, 0.225];
 /** Caffe's VGG mean pixel, in BGR order, 0-255 units. */
 export const CAFFE_MEAN_BGR = [103.939, 116.779, 123.68];
+/**
+ * torchvision's VGG16 IMAGENET1K_FEATURES weights (ported from amdegroot's SSD) want RGB, 0-255 minus this mean
+ * (about 123/117/104), unscaled: Caffe-style values, but in RGB order with a different mean, so neither preset
+ * above fits. [0, 1] units, exactly torchvision's numbers.
+ */
+export const VGG16_FEATURES_MEAN = [0.48235, 0.45882, 0.40784];
 
 export interface Preprocessing {
   /** "torchvision", "caffe" or "checkpoint". */
@@ -31,7 +37,7 @@ export interface Preprocessing {
   transform: TransformConfig;
 }
 
-/** torchvision's or Caffe's preprocessing for a `size` x `size` network input. */
+/** torchvision's, Caffe's or the VGG16 FEATURES weights' preprocessing for a `size` x `size` network input. */
 export function presetPreprocessing(name: PresetName, size: number): Preprocessing {
   if (!Number.isInteger(size) || size < 1) throw new VggError(`invalid input size ${size}`);
   const resizeShorter = Math.round((size * 256) / 224);
@@ -52,6 +58,15 @@ export function presetPreprocessing(name: PresetName, size: number): Preprocessi
       bgr: true,
       resizeShorter,
       transform: { crop: size, mean: CAFFE_MEAN_BGR.map((m) => m / 255), std: [1 / 255, 1 / 255, 1 / 255] },
+    };
+  }
+  if (name === "vgg16-features") {
+    return {
+      name,
+      channels: 3,
+      bgr: false,
+      resizeShorter,
+      transform: { crop: size, mean: [...VGG16_FEATURES_MEAN], std: [1 / 255, 1 / 255, 1 / 255] },
     };
   }
   throw new VggError(`unknown preset '${name}' (known: ${PRESETS.join(", ")})`);

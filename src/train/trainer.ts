@@ -21,14 +21,7 @@ import { evaluate } from "../eval/evaluate.js";
 import { type Scores, scores } from "../eval/metrics.js";
 import { evaluateProtocol, type Protocol } from "../eval/protocols.js";
 import { hash32 } from "../graph/emit.js";
-import {
-  encodeTrainStep,
-  freezeSummary,
-  resolveFreeze,
-  stepFeeds,
-  TRAIN_SESSION_OPTIONS,
-  zeroMomentum,
-} from "../graph/train-step.js";
+import { encodeTrainStep, freezeSummary, resolveFreeze, stepFeeds, TRAIN_SESSION_OPTIONS, zeroMomentum } from "../graph/train-step.js";
 import { checkMemory, estimateTraining } from "../memory.js";
 import { Predictor } from "../predictor.js";
 import { createSession, type Session } from "../runtime/ort.js";
