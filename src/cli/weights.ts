@@ -33,7 +33,10 @@ function log(): ((line: string) => void) | undefined {
 
 function list(o: { json?: boolean }): void {
   const rows = PRETRAINED.map((e) => ({ ...e, url: entryUrl(e), cached: isCached(e), path: cachePath(e) }));
-  if (o.json) return console.log(JSON.stringify(rows));
+  if (o.json) {
+    console.log(JSON.stringify(rows));
+    return;
+  }
   console.log(
     table(
       ["name", "arch", "top-1", "top-5", "MB", "cached"],
@@ -61,10 +64,14 @@ function cacheFileOf(spec: string): string {
 
 async function verify(specs: string[]): Promise<void> {
   const files = specs.length ? specs.map(cacheFileOf) : cachedFiles();
-  if (files.length === 0) return console.log(`no weights in ${weightsDir()}`);
+  if (files.length === 0) {
+    console.log(`no weights in ${weightsDir()}`);
+    return;
+  }
+  const present = new Set(cachedFiles());
   const results: VerifyResult[] = [];
   for (const f of files) {
-    const r: VerifyResult = cachedFiles().includes(f)
+    const r: VerifyResult = present.has(f)
       ? await verifyFile(f)
       : { file: f, ok: false, sha256: "", against: "none", why: "not downloaded (vgg weights pull)" };
     results.push(r);

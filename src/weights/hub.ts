@@ -139,7 +139,10 @@ export async function resolveWeights(spec: string, opts: ResolveOptions = {}): P
   if (isUrl(spec)) return fetchCached({ url: spec, file: urlFileName(spec), label: spec }, opts);
   if (isWeightsRef(spec)) {
     const e = entryFor(opts.arch, spec, opts.table);
-    return fetchCached({ url: entryUrl(e), file: e.file, label: e.name, hashPrefix: e.sha256Prefix, sizeMiB: e.fileSizeMiB, mirrorHint: true }, opts);
+    return fetchCached(
+      { url: entryUrl(e), file: e.file, label: e.name, hashPrefix: e.sha256Prefix, sizeMiB: e.fileSizeMiB, mirrorHint: true },
+      opts,
+    );
   }
   throw new VggError("no such file (nor imagenet, an entry of `vgg weights list`, or an http(s) URL)", spec);
 }
@@ -296,7 +299,13 @@ export async function verifyFile(dest: string, table: readonly PretrainedEntry[]
   if (prefix) {
     const ok = sha.startsWith(prefix);
     if (ok) writeSidecar(dest, sha, side?.url);
-    return { file: dest, ok, sha256: sha, against: "name", why: ok ? undefined : `SHA-256 ${sha.slice(0, 12)}..., its name says ${prefix}` };
+    return {
+      file: dest,
+      ok,
+      sha256: sha,
+      against: "name",
+      why: ok ? undefined : `SHA-256 ${sha.slice(0, 12)}..., its name says ${prefix}`,
+    };
   }
   if (side) {
     const ok = sha === side.sha256;
@@ -383,7 +392,6 @@ function timeoutOf(opts: ResolveOptions): number {
 /** Facts about one HTTP exchange the error paths need. */
 interface Exchange {
   res: http.IncomingMessage;
-  req: http.ClientRequest;
   timedOut: boolean;
   url: string;
 }
@@ -433,7 +441,6 @@ function request(src: Source, url: string, start: number, timeoutMs: number, des
       ex.res = res;
       resolve(ex);
     });
-    ex.req = req;
     req.on("timeout", () => {
       ex.timedOut = true;
       req.destroy(new Error("timeout"));
@@ -479,7 +486,9 @@ function plan(src: Source, ex: Exchange, start: number, log?: (line: string) => 
     // The partial file reaches the end already, or is longer than the file (from another file of that name).
     return contentRange(res.headers["content-range"])?.total === start ? { kind: "complete" } : { kind: "restart" };
   }
-  throw new VggError(`HTTP ${code}${res.statusMessage ? ` ${res.statusMessage}` : ""} from ${ex.url}${ex.url !== src.url ? ` (redirected from ${src.url})` : ""}`);
+  throw new VggError(
+    `HTTP ${code}${res.statusMessage ? ` ${res.statusMessage}` : ""} from ${ex.url}${ex.url !== src.url ? ` (redirected from ${src.url})` : ""}`,
+  );
 }
 
 async function download(src: Source, dest: string, prefix: string | undefined, opts: ResolveOptions): Promise<void> {
@@ -520,7 +529,9 @@ async function download(src: Source, dest: string, prefix: string | undefined, o
 function checkExpectedSize(src: Source, total: number | undefined, ex: Exchange): void {
   if (src.sizeMiB === undefined || total === undefined || sizeMatches(total, src.sizeMiB)) return;
   ex.res.destroy();
-  throw new VggError(`${ex.url} serves ${total} bytes (${fmtMiB(total)} MB), but torchvision lists ${src.sizeMiB} MB for ${src.file}: not the published file`);
+  throw new VggError(
+    `${ex.url} serves ${total} bytes (${fmtMiB(total)} MB), but torchvision lists ${src.sizeMiB} MB for ${src.file}: not the published file`,
+  );
 }
 
 /** torchvision rounds `_file_size` (MiB) to 3 decimals. */
