@@ -1,7 +1,13 @@
-/** The public API: the zoo, the compiler to ONNX, weights I/O, and a ready-to-run predictor. */
-
+/**
+ * The public API. The common things in one call each: `createModel` (classify, features), `train`, `perceptualDistance`;
+ * below them the zoo, the compiler to ONNX, weights I/O (and the published weights' table and cache), and a predictor.
+ */
+export { type ClassifyInput, type CreateModelOptions, createModel, VggNet } from "./api/create-model.js";
+export { type TrainOptions, train } from "./api/train.js";
 export { decodeImage } from "./data/folder.js";
 export { VggError } from "./errors.js";
+export { type DistanceOptions, perceptualDistance } from "./features/distance.js";
+export { type ExtractOptions, extractFeatures, type FeatureInputs, type FeaturePool, features } from "./features/extract.js";
 export { floatsToHalf, floatToHalf } from "./graph/half.js";
 export { buildInferenceGraph, encodeInferenceGraph, type InferenceGraphOptions } from "./graph/infer.js";
 export { encodeModel, encodeModelParts } from "./graph/onnx.js";
@@ -40,13 +46,18 @@ export { type ClassScore, softmax, topK } from "./predict/topk.js";
 export { Predictor, type PredictorOptions } from "./predictor.js";
 export type { DType, StateDict, Tensor } from "./tensor.js";
 export { type ModelMeta, readModelMeta } from "./train/checkpoint.js";
+export { TRAIN_DEFAULTS } from "./train/options.js";
+export type { EpochMetrics, TrainResult } from "./train/trainer.js";
+export { cachePath, isWeightsRef, type ResolveOptions, resolveWeights, verifyFile } from "./weights/hub.js";
 export { loadStateDict } from "./weights/index.js";
 export { INIT_SCHEMES, type InitScheme, initWeights } from "./weights/init.js";
 export { loadWeights } from "./weights/load.js";
-export { matchStateDict } from "./weights/match.js";
+export { type FineTuneFit, fitForFineTune, matchStateDict } from "./weights/match.js";
 export { readNpy, writeNpy } from "./weights/npy.js";
+export { PRETRAINED, type PretrainedEntry, pretrainedEntry } from "./weights/pretrained.js";
 export { readSafetensors, writeSafetensors } from "./weights/safetensors.js";
 export { ARCHS, type ArchSpec, archSpec, CONFIGS, type ConfigItem } from "./zoo/configs.js";
+export { type FeatureInfo, featureInfo } from "./zoo/features.js";
 export { defaultLabels, IMAGENET_CLASSES, readLabels, shortName } from "./zoo/labels.js";
 export {
   buildModel,

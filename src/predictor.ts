@@ -70,8 +70,26 @@ async function compile(
   p: PrecisionOptions,
   threads?: number,
 ): Promise<Compiled> {
-  const spec = await lowerPrecision(model, buildInferenceGraph(model, await weights(), { taps }), p, threads);
+  const sd = await weights();
+  refuseNaNHead(model, sd, taps);
+  const spec = await lowerPrecision(model, buildInferenceGraph(model, sd, { taps }), p, threads);
   return compileSpec(spec);
+}
+
+/**
+ * Features-only weights (torchvision's vgg16.IMAGENET1K_FEATURES ships its classifier as NaN) give NaN logits:
+ * refused where an output needs the classifier, fine for the conv taps.
+ */
+function refuseNaNHead(model: VggModel, sd: StateDict, taps: readonly string[]): void {
+  const first = model.layers.findIndex((l) => l.name.startsWith("classifier"));
+  if (first < 0) return;
+  const needsHead = taps.some((t) => t === "logits" || model.layers.findIndex((l) => l.tap === t) >= first);
+  if (!needsHead) return;
+  const bad = [...sd].find(([k, t]) => k.startsWith("classifier") && t.dtype === "float32" && (t.data as Float32Array).every(Number.isNaN));
+  if (bad)
+    throw new VggError(
+      `'${bad[0]}' is all NaN: these are features-only weights; use them for features, distance or fine-tuning (vgg train --init), not for logits`,
+    );
 }
 
 export async function weightsFor(model: VggModel, opts: { weights?: string; init?: InitScheme; seed?: number }): Promise<StateDict> {

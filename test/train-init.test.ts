@@ -27,7 +27,22 @@ test("--init paper, glorot and torchvision give their schemes' statistics (lr 1e
   const dir = tmp();
   const data = `npy:${toyData(dir, 16, 1)}`;
   const runs = ["paper", "glorot", "torchvision"].map((init) =>
-    vggAsync(["train", ...SMALL, "--data", data, "--init", init, "--lr", "1e-30", "--steps", "1", "--epochs", "1", "--out", join(dir, init)]),
+    vggAsync([
+      "train",
+      ...SMALL,
+      "--data",
+      data,
+      "--init",
+      init,
+      "--lr",
+      "1e-30",
+      "--steps",
+      "1",
+      "--epochs",
+      "1",
+      "--out",
+      join(dir, init),
+    ]),
   );
   const results = await Promise.all(runs);
   for (const r of results) assert.equal(r.status, 0, r.stderr);
@@ -53,7 +68,22 @@ test("--init FILE: a checkpoint of the same model starts the run from its weight
   let r = vgg(["train", ...SMALL, "--data", data, "--steps", "2", "--epochs", "1", "--out", a]);
   assert.equal(r.status, 0, r.stderr);
   const b = join(dir, "b");
-  r = vgg(["train", ...SMALL, "--data", data, "--init", join(a, "last.safetensors"), "--lr", "1e-30", "--steps", "1", "--epochs", "1", "--out", b]);
+  r = vgg([
+    "train",
+    ...SMALL,
+    "--data",
+    data,
+    "--init",
+    join(a, "last.safetensors"),
+    "--lr",
+    "1e-30",
+    "--steps",
+    "1",
+    "--epochs",
+    "1",
+    "--out",
+    b,
+  ]);
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, /loaded \d+ tensors; nothing re-initialised/);
   const wa = readSafetensors(join(a, "last.safetensors"));
@@ -98,7 +128,9 @@ for mod in m.modules():
 torch.save(m.state_dict(), sys.argv[1])
 `;
 
-test("fine-tuning a torch-saved vgg11_bn with 1000 classes on 10 classes: all loaded but the last FC", { skip: !hasTorch() && "needs torch" }, () => {
+test("fine-tuning a torch-saved vgg11_bn with 1000 classes on 10 classes: all loaded but the last FC", {
+  skip: !hasTorch() && "needs torch",
+}, () => {
   const dir = tmp();
   const pth = join(dir, "vgg11_bn_1000.pth");
   const py = spawnSync("/usr/bin/python3", ["-c", SAVE_VGG11_BN, pth], { encoding: "utf8" });
@@ -106,9 +138,29 @@ test("fine-tuning a torch-saved vgg11_bn with 1000 classes on 10 classes: all lo
   const data = `npy:${toyData(dir, 16, 5)}`; // 4 of the 10 classes
   const out = join(dir, "ft");
   // --lr 1e-30: the checkpoint after one step is the starting point to float32 precision (BN statistics move).
-  const r = vgg(["train", ...SMALL, "--data", data, "--num-classes", "10", "--init", pth, "--lr", "1e-30", "--steps", "1", "--epochs", "1", "--out", out]);
+  const r = vgg([
+    "train",
+    ...SMALL,
+    "--data",
+    data,
+    "--num-classes",
+    "10",
+    "--init",
+    pth,
+    "--lr",
+    "1e-30",
+    "--steps",
+    "1",
+    "--epochs",
+    "1",
+    "--out",
+    out,
+  ]);
   assert.equal(r.status, 0, r.stderr);
-  assert.match(r.stdout, /loaded 60 tensors; re-initialised classifier\.6\.weight \[10, 256\] \(\[1000, 256\] in the file, \[10, 256\] here\), classifier\.6\.bias \[10\]/);
+  assert.match(
+    r.stdout,
+    /loaded 60 tensors; re-initialised classifier\.6\.weight \[10, 256\] \(\[1000, 256\] in the file, \[10, 256\] here\), classifier\.6\.bias \[10\]/,
+  );
   const src = readPth(pth);
   const got = readSafetensors(join(out, "last.safetensors"));
   for (const k of ["features.0.weight", "features.1.weight", "features.25.weight", "classifier.0.weight", "classifier.3.bias"])

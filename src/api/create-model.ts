@@ -15,13 +15,7 @@ import { type ExtractOptions, extractFeatures, type FeatureInputs } from "../fea
 import type { PrecisionOptions } from "../precision.js";
 import { expandInputs } from "../predict/inputs.js";
 import { predictFiles } from "../predict/predict.js";
-import {
-  checkpointPreprocessing,
-  loadImage,
-  type Preprocessing,
-  type PresetName,
-  presetPreprocessing,
-} from "../predict/preprocess.js";
+import { loadImage, type Preprocessing, type PresetName, weightsPreprocessing } from "../predict/preprocess.js";
 import { type ClassScore, softmax, topK } from "../predict/topk.js";
 import { Predictor } from "../predictor.js";
 import { numel, type StateDict, type Tensor } from "../tensor.js";
@@ -151,15 +145,6 @@ function modelOptions(o: CreateModelOptions, meta: ModelMeta | undefined): Model
   return meta ? { ...meta.options, ...given } : given;
 }
 
-function preprocessingFor(model: VggModel, o: CreateModelOptions, path: string | undefined, meta: ModelMeta | undefined): Preprocessing {
-  const [channels, size] = model.inputShape;
-  if (!o.preset && meta) return checkpointPreprocessing(meta, size);
-  const entry = path && !o.preset ? pretrainedForFile(basename(path)) : undefined;
-  if (entry) return entryPreprocessing(entry, size);
-  if (channels !== 3) throw new VggError(`the ${o.preset ?? "torchvision"} preset is for 3-channel models, this one takes ${channels}`);
-  return presetPreprocessing(o.preset ?? "torchvision", size);
-}
-
 function labelsFor(o: CreateModelOptions, meta: ModelMeta | undefined, numClasses: number): readonly string[] {
   if (typeof o.labels === "string") return readLabels(o.labels, numClasses);
   if (o.labels) {
@@ -189,7 +174,7 @@ export async function createModel(arch: string | undefined, o: CreateModelOption
     for (const r of fit.reinit) o.log?.(`${path}: ${r.key} re-initialised (${r.why})`);
     return fit.weights;
   };
-  const prep = preprocessingFor(model, o, path, meta);
+  const prep = weightsPreprocessing(path, o.preset, model.inputShape);
   const net = new VggNet(name, model, prep, labelsFor(o, meta, model.options.numClasses), weights, o);
   // Fail now on a bad file, not at the first call.
   await net.run({ dtype: "float32", shape: [1, ...model.inputShape], data: new Float32Array(numel(model.inputShape)) });

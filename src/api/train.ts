@@ -3,7 +3,7 @@
  * library's one call for a training run, with `vgg train`'s defaults (src/train/options.ts, shared with the CLI).
  */
 import { type TrainOptions, trainConfig } from "../train/options.js";
-import { type TrainResult, train as runTrainer } from "../train/trainer.js";
+import { train as runTrainer, type TrainResult } from "../train/trainer.js";
 
 export type { TrainOptions } from "../train/options.js";
 

@@ -4,7 +4,14 @@ import { VggError } from "../errors.js";
 import { type ExtractedFeatures, extractFeatures, FEATURE_POOLS, type FeaturePool, isNpyInput } from "../features/extract.js";
 import { checkMemory, estimateInference } from "../memory.js";
 import type { Skipped } from "../predict/inputs.js";
-import { checkpointPreprocessing, PRESETS, type Preprocessing, type PresetName, presetPreprocessing } from "../predict/preprocess.js";
+import {
+  checkpointPreprocessing,
+  PRESETS,
+  type Preprocessing,
+  type PresetName,
+  presetPreprocessing,
+  weightsPreprocessing,
+} from "../predict/preprocess.js";
 import { Predictor } from "../predictor.js";
 import type { Tensor } from "../tensor.js";
 import { readModelMeta } from "../train/checkpoint.js";
@@ -57,8 +64,7 @@ export function register(program: Command): void {
     const planned = buildModel(arch, options);
     checkTaps(planned, taps);
     checkMemory(`inference with ${arch} at batch ${o.batchSize}`, estimateInference(planned, o.batchSize), "use a smaller --batch-size");
-    const fromCheckpoint = meta ? (s: number) => checkpointPreprocessing(meta, s) : undefined;
-    const prep = x ? undefined : preprocessingFor(o.preset, fromCheckpoint, planned.inputShape);
+    const prep = x ? undefined : weightsPreprocessing(o.weights, o.preset, planned.inputShape);
     const predictor = await Predictor.create(arch, {
       ...options,
       weights: o.weights,
@@ -126,15 +132,6 @@ function readBatch(file: string, o: FeaturesFlags): Tensor {
 }
 
 /** --preset, else a `vgg train` checkpoint's own evaluation transform, else torchvision's (as `vgg predict`). */
-function preprocessingFor(
-  preset: PresetName | undefined,
-  fromCheckpoint: ((size: number) => Preprocessing) | undefined | false,
-  [channels, size]: number[],
-): Preprocessing {
-  if (!preset && fromCheckpoint) return fromCheckpoint(size);
-  if (channels !== 3) throw new VggError(`the ${preset ?? "torchvision"} preset is for 3-channel models, this one takes ${channels}`);
-  return presetPreprocessing(preset ?? "torchvision", size);
-}
 
 function noneRead(held: Skipped[]): VggError {
   if (held.length === 1) return new VggError(held[0].reason, held[0].file);

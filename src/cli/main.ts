@@ -6,6 +6,7 @@ import { readFileSync } from "node:fs";
 import { Command, CommanderError } from "commander";
 import { VggError } from "../errors.js";
 import { ortVersion } from "../runtime/ort.js";
+import { resolveWeights } from "../weights/hub.js";
 import { register as registerBench } from "./bench.js";
 import { register as registerBenchTrain } from "./bench-train.js";
 import { register as registerConvert } from "./convert.js";
@@ -58,6 +59,18 @@ for (const r of [
   registerWeights,
 ])
   r(program);
+
+// --weights imagenet | an entry name | a URL becomes the local file before any command runs (downloaded once into the
+// cache), so every command that takes weights takes them by name; `vgg train --init` resolves its own in the trainer.
+program.hook("preAction", async (_program, action) => {
+  const o = action.opts<{ weights?: unknown; arch?: string }>();
+  if (typeof o.weights !== "string" || action.name() === "train") return;
+  const tty = process.stderr.isTTY;
+  action.setOptionValue(
+    "weights",
+    await resolveWeights(o.weights, { arch: o.arch, progress: tty, log: tty ? (l) => console.error(l) : undefined }),
+  );
+});
 
 process.on("unhandledRejection", fail);
 try {

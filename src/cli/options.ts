@@ -61,7 +61,10 @@ export function addModelOptions(cmd: Command, archRequired = true, initTakesWeig
     ? new Option("--init <scheme|weights>", `${INIT_SCHEMES.join("|")}, or weights to start from: a file, imagenet, an entry name or a URL`)
     : new Option("--init <scheme>", "initialisation when no weights are given").choices(INIT_SCHEMES);
   return addArchOptions(cmd, archRequired)
-    .option("--weights <file|name|url>", "weights: a .pth/.safetensors file, imagenet (the arch's torchvision weights), an entry of `vgg weights list`, or a URL")
+    .option(
+      "--weights <file|name|url>",
+      "weights: a .pth/.safetensors file, imagenet (the arch's torchvision weights), an entry of `vgg weights list`, or a URL",
+    )
     .addOption(init.default("torchvision"))
     .option("--seed <n>", "seed for initialisation", int, 0);
 }

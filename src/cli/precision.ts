@@ -11,6 +11,7 @@ import {
   type Preprocessing,
   type PresetName,
   presetPreprocessing,
+  weightsPreprocessing,
 } from "../predict/preprocess.js";
 import { numel, type Tensor } from "../tensor.js";
 import { readModelMeta } from "../train/checkpoint.js";
@@ -168,14 +169,11 @@ export async function loadCalibration(
   return { dtype: "float32", shape: [images.length, ...inputShape], data };
 }
 
-/** How --calibrate image files are preprocessed: --preset, else a `vgg train` checkpoint's own, else torchvision. */
+/** How --calibrate image files are preprocessed: as the images the weights expect (weightsPreprocessing). */
 export function calibrationPreprocessing(f: { preset?: PresetName; weights?: string }, inputShape: number[]): Preprocessing {
-  const [channels, size] = inputShape;
-  const meta = !f.preset && f.weights?.endsWith(".safetensors") ? readModelMeta(f.weights) : undefined;
-  if (meta) return checkpointPreprocessing(meta, size);
-  if (channels !== 3)
-    throw new VggError(
-      `the ${f.preset ?? "torchvision"} preset is for 3-channel models, this one takes ${channels}: calibrate with a .npy`,
-    );
-  return presetPreprocessing(f.preset ?? "torchvision", size);
+  try {
+    return weightsPreprocessing(f.weights, f.preset, inputShape);
+  } catch (err) {
+    throw err instanceof VggError && !err.file ? new VggError(`${err.message}: calibrate with a .npy`) : err;
+  }
 }

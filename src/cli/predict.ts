@@ -6,7 +6,14 @@ import { checkMemory, estimateInference } from "../memory.js";
 import { featureGrid, writeGrayPng } from "../predict/grid.js";
 import { expandInputs, type Skipped } from "../predict/inputs.js";
 import { type Prediction, predictFiles } from "../predict/predict.js";
-import { checkpointPreprocessing, PRESETS, type Preprocessing, type PresetName, presetPreprocessing } from "../predict/preprocess.js";
+import {
+  checkpointPreprocessing,
+  PRESETS,
+  type Preprocessing,
+  type PresetName,
+  presetPreprocessing,
+  weightsPreprocessing,
+} from "../predict/preprocess.js";
 import { Predictor } from "../predictor.js";
 import { type ModelMeta, readModelMeta } from "../train/checkpoint.js";
 import { fsError } from "../weights/atomic.js";
@@ -91,13 +98,7 @@ export function register(program: Command): void {
     const planned = buildModel(arch, options);
     const [channels, size] = planned.inputShape;
     checkMemory(`inference with ${arch} at batch ${o.batchSize}`, estimateInference(planned, o.batchSize), "use a smaller --batch-size");
-    let prep: Preprocessing;
-    if (o.preset || !meta) {
-      if (channels !== 3) throw new VggError(`the ${o.preset ?? "torchvision"} preset is for 3-channel models, this one takes ${channels}`);
-      prep = presetPreprocessing(o.preset ?? "torchvision", size);
-    } else {
-      prep = checkpointPreprocessing(meta, size);
-    }
+    const prep = weightsPreprocessing(o.weights, o.preset, planned.inputShape);
     const predictor = await Predictor.create(arch, {
       ...options,
       ...(await precisionOptions(o, o.precision, [channels, size, size], () => prep)),

@@ -6,13 +6,14 @@ import { SCHEDULES } from "../train/schedule.js";
 import { DEFAULT_EPOCHS, TrainInterrupted, train } from "../train/trainer.js";
 import { addModelOptions, describeOption, float, int, type ModelFlags, positiveInt } from "./options.js";
 
-type TrainFlags = Omit<ModelFlags, "init" | "arch" | "config"> & Omit<TrainOptions, keyof ModelFlags> & {
-  arch?: string;
-  init: string;
-  config?: string;
-  memoryCheck?: boolean;
-  weights?: string;
-};
+type TrainFlags = Omit<ModelFlags, "init" | "arch" | "config"> &
+  Omit<TrainOptions, keyof ModelFlags> & {
+    arch?: string;
+    init: string;
+    config?: string;
+    memoryCheck?: boolean;
+    weights?: string;
+  };
 
 export function register(program: Command): void {
   const cmd = program

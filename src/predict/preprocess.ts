@@ -12,13 +12,15 @@
  *   decoded to the data's channels (grayscale for 1-channel data).
  */
 
+import { basename } from "node:path";
 import { CIFAR10_CLASSES } from "../data/cifar.js";
 import { decodeImage } from "../data/folder.js";
 import { FASHION_MNIST_CLASSES } from "../data/spec.js";
 import { type DataStats, type Image, type PresetOptions, presetTransforms } from "../data/transforms.js";
 import { VggError } from "../errors.js";
-import type { ModelMeta } from "../train/checkpoint.js";
-import { type Preprocessing, preprocessImage } from "./preprocess-core.js";
+import { type ModelMeta, readModelMeta } from "../train/checkpoint.js";
+import { pretrainedForFile } from "../weights/pretrained.js";
+import { type Preprocessing, type PresetName, preprocessImage, presetPreprocessing } from "./preprocess-core.js";
 
 export {
   CAFFE_MEAN_BGR,
@@ -69,6 +71,23 @@ export function checkpointPreprocessing(meta: ModelMeta, inputSize?: number): Pr
   }
   const transform = presetTransforms(stats, preset, false);
   return { name: "checkpoint", channels: stats.channels as 1 | 3, bgr: false, native: stats.size ?? undefined, transform };
+}
+
+/**
+ * The preprocessing the weights expect, one rule for every command and the library: the preset asked for, else a
+ * `vgg train` checkpoint's own, else a published entry's (by its file name), else torchvision's.
+ */
+export function weightsPreprocessing(
+  weights: string | undefined,
+  preset: PresetName | undefined,
+  inputShape: readonly number[],
+): Preprocessing {
+  const [channels, size] = inputShape;
+  const meta = !preset && weights?.endsWith(".safetensors") ? readModelMeta(weights) : undefined;
+  if (meta) return checkpointPreprocessing(meta, size);
+  const name = preset ?? (weights ? pretrainedForFile(basename(weights))?.preset : undefined) ?? "torchvision";
+  if (channels !== 3) throw new VggError(`the ${name} preset is for 3-channel models, this one takes ${channels}`);
+  return presetPreprocessing(name, size);
 }
 
 /** Decodes an image file or its bytes (JPEG, PNG, WebP, ... via sharp) and preprocesses it. */

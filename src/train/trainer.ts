@@ -23,14 +23,15 @@ import { evaluateProtocol, type Protocol } from "../eval/protocols.js";
 import { hash32 } from "../graph/emit.js";
 import { encodeTrainStep, freezeSummary, resolveFreeze, stepFeeds, TRAIN_SESSION_OPTIONS, zeroMomentum } from "../graph/train-step.js";
 import { checkMemory, estimateTraining } from "../memory.js";
+import { TORCHVISION_MEAN, TORCHVISION_STD } from "../predict/preprocess-core.js";
 import { Predictor } from "../predictor.js";
 import { createSession, type Session } from "../runtime/ort.js";
 import type { StateDict } from "../tensor.js";
 import { fsError, writeTextAtomic } from "../weights/atomic.js";
-import { TORCHVISION_MEAN, TORCHVISION_STD } from "../predict/preprocess-core.js";
 import { initFromFile } from "../weights/init-from.js";
-import { fitStart, resolveStart, type Start, startInChannels } from "../weights/start.js";
 import { loadWeights } from "../weights/load.js";
+import { pretrainedForFile } from "../weights/pretrained.js";
+import { fitStart, resolveStart, type Start, startInChannels } from "../weights/start.js";
 import { buildModel, type ModelOptions, type VggModel } from "../zoo/model.js";
 import {
   type Checkpoint,
@@ -269,7 +270,10 @@ async function trainLocked(cfgIn: TrainConfig, log: Log, t0: number, sigint: Sto
   const numClasses = cfg.model.numClasses ?? ds.classes.length;
   // A subset need not hold every class: labels must lie in [0, N), that is all.
   if (numClasses < ds.classes.length)
-    throw new VggError(`--num-classes ${numClasses} but the data has ${ds.classes.length} classes (labels up to ${ds.classes.length - 1})`, cfg.data);
+    throw new VggError(
+      `--num-classes ${numClasses} but the data has ${ds.classes.length} classes (labels up to ${ds.classes.length - 1})`,
+      cfg.data,
+    );
   const classes = [...ds.classes, ...Array.from({ length: numClasses - ds.classes.length }, (_, i) => String(ds.classes.length + i))];
   const inChannels = cfg.model.inChannels ?? ds.channels;
   const modelOptions: ModelOptions = { ...cfg.model, inputSize, numClasses, inChannels };
@@ -598,7 +602,7 @@ function withStartDefaults(cfg: RunConfig, start: Start): RunConfig {
     return out;
   }
   const entry = pretrainedForFile(basename(start.path));
-  const p = entry ? entryNormalization(entry) : inChannels === 3 ? { mean: TORCHVISION_MEAN, std: TORCHVISION_STD } : undefined;
+  const p = entry ? entry.transform : inChannels === 3 ? { mean: TORCHVISION_MEAN, std: TORCHVISION_STD } : undefined;
   if (p) out.normalizeTo = { mean: [...p.mean], std: [...p.std], from: entry ? `${entry.name}'s` : "ImageNet's (torchvision)" };
   return out;
 }
@@ -693,12 +697,4 @@ function describeRun(cfg: RunConfig, ds: Dataset, model: VggModel, tf: Transform
     `normalisation ${cfg.normalizeTo ? `${cfg.normalizeTo.from} mean/std` : (cfg.normalize ?? "meanstd")}${tf.mean ? ` (mean ${fmtList(tf.mean)}, std ${fmtList(tf.std ?? [])})` : ""}`,
     ...(cfg.freeze ? [freezeSummary(model, cfg.freeze, resolveFreeze(model, cfg.freeze))] : []),
   ].join("\n");
-}
-
-// TEMP until pretrained.ts lands.
-function pretrainedForFile(_f: string): { name: string } | undefined {
-  return undefined;
-}
-function entryNormalization(_e: { name: string }): { mean: number[]; std: number[] } | undefined {
-  return undefined;
 }

@@ -3,8 +3,8 @@
  * model's dtypes. Errors name the key and both shapes, which is what tells a user they paired the wrong arch.
  */
 import { VggError } from "../errors.js";
-import { numel, type StateDict, shapeStr, type Tensor } from "../tensor.js";
 import type { ParamSpec } from "../ops/types.js";
+import { numel, type StateDict, shapeStr, type Tensor } from "../tensor.js";
 import { stateSpec, type VggModel } from "../zoo/model.js";
 
 function toFloat32(t: Tensor): Float32Array {
@@ -62,7 +62,8 @@ function fitTensor(key: string, t: Tensor, param: ParamSpec, file?: string): Ten
   } catch (err) {
     throw new VggError(`key '${key}': ${(err as Error).message}`, file);
   }
-  if (data.length !== numel(param.shape)) throw new VggError(`key '${key}' holds ${data.length} values for shape ${shapeStr(param.shape)}`, file);
+  if (data.length !== numel(param.shape))
+    throw new VggError(`key '${key}' holds ${data.length} values for shape ${shapeStr(param.shape)}`, file);
   return { dtype: "float32", shape: param.shape, data };
 }
 

@@ -4,8 +4,9 @@
  * num_classes=N` does: what matches by name and shape is loaded, a last FC of another shape is re-initialised.
  */
 import { inFile } from "../errors.js";
-import { shapeStr, type StateDict } from "../tensor.js";
+import { type StateDict, shapeStr } from "../tensor.js";
 import type { VggModel } from "../zoo/model.js";
+import { resolveWeights } from "./hub.js";
 import { loadStateDict } from "./index.js";
 import { INIT_SCHEMES, type InitScheme, initWeights } from "./init.js";
 import { fitForFineTune, stripModulePrefix } from "./match.js";
@@ -44,9 +45,4 @@ export function fitStart(model: VggModel, s: Start, seed: number): { weights: St
   });
   const summary = `loaded ${fit.loaded.length} tensors${re.length ? `; re-initialised ${re.join(", ")}` : "; nothing re-initialised"}`;
   return { weights: fit.weights, summary };
-}
-
-// TEMP until hub.ts lands.
-async function resolveWeights(spec: string, _o: { arch?: string; log?: (line: string) => void }): Promise<string> {
-  return spec;
 }
