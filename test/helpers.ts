@@ -26,9 +26,10 @@ export function vgg(args: string[], opts: { timeout?: number; env?: Record<strin
 }
 
 /** `vgg` without blocking, so independent runs can overlap (process start-up dominates short runs). */
-export function vggAsync(args: string[], opts: { timeout?: number } = {}): Promise<RunResult> {
+export function vggAsync(args: string[], opts: { timeout?: number; env?: Record<string, string> } = {}): Promise<RunResult> {
   return new Promise((done, fail) => {
-    const p = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, timeout: opts.timeout ?? 120_000 });
+    const env = opts.env ? { ...process.env, ...opts.env } : undefined;
+    const p = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, timeout: opts.timeout ?? 120_000, env });
     let stdout = "";
     let stderr = "";
     p.stdout.setEncoding("utf8").on("data", (s: string) => (stdout += s));

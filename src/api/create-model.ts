@@ -9,7 +9,7 @@
  * brings its own model description, labels and preprocessing). With `numClasses` different from the weights', the
  * last FC is re-initialised (fine-tuning's starting point); otherwise loading is strict.
  */
-import { basename } from "node:path";
+import { statSync } from "node:fs";
 import { VggError } from "../errors.js";
 import { type ExtractOptions, extractFeatures, type FeatureInputs } from "../features/extract.js";
 import type { PrecisionOptions } from "../precision.js";
@@ -44,8 +44,8 @@ export interface CreateModelOptions extends ModelOptions, PrecisionOptions {
   log?: (line: string) => void;
 }
 
-/** An image file, its bytes, or an already preprocessed float32 [N, C, H, W] tensor. */
-export type ClassifyInput = string | Uint8Array | Tensor;
+/** An image file (or, in an array, a folder or glob), its bytes, or a preprocessed float32 [N, C, H, W] tensor. */
+export type ClassifyInput = string | Uint8Array | readonly (string | Uint8Array)[] | Tensor;
 
 export class VggNet {
   private readonly predictors = new Map<string, Promise<Predictor>>();
@@ -81,36 +81,41 @@ export class VggNet {
   }
 
   /**
-   * Top-k classes with soft-max probabilities. One input gives one list; an array (or a folder, or a batch tensor)
-   * gives one list per image. Files that do not decode are an error here (the CLI skips them instead).
+   * Top-k classes with soft-max probabilities: one image (a file or its bytes) gives one list; an array of images
+   * (files, folders, globs, bytes) or a preprocessed [N, C, H, W] tensor gives one list per image. Files that do not
+   * decode are an error here (the CLI skips them instead).
    */
-  async classify(input: ClassifyInput, opts?: { top?: number }): Promise<ClassScore[]>;
-  async classify(input: readonly ClassifyInput[], opts?: { top?: number }): Promise<ClassScore[][]>;
-  async classify(input: ClassifyInput | readonly ClassifyInput[], opts: { top?: number } = {}): Promise<ClassScore[] | ClassScore[][]> {
+  async classify(image: string | Uint8Array, opts?: { top?: number }): Promise<ClassScore[]>;
+  async classify(images: readonly (string | Uint8Array)[] | Tensor, opts?: { top?: number }): Promise<ClassScore[][]>;
+  async classify(input: string | Uint8Array | readonly (string | Uint8Array)[] | Tensor, opts: { top?: number } = {}) {
     const top = opts.top ?? 5;
-    const many = Array.isArray(input);
-    const items = (many ? input : [input]) as ClassifyInput[];
-    const out: ClassScore[][] = [];
-    for (const item of items) out.push(...(await this.classifyOne(item, top)));
-    return many || (isTensor(input) && input.shape[0] !== 1) ? out : out[0];
+    if (isTensor(input)) return this.topOf(await this.run(input), top);
+    if (typeof input === "string" || input instanceof Uint8Array) {
+      if (typeof input === "string" && isDirectory(input))
+        throw new VggError("is a directory: pass [dir] to classify every image in it", input);
+      return (await this.classifyAll([input], top))[0];
+    }
+    return this.classifyAll(input, top);
   }
 
-  private async classifyOne(item: ClassifyInput, top: number): Promise<ClassScore[][]> {
-    if (isTensor(item)) return this.topOf(await this.run(item), top);
-    if (typeof item !== "string") {
-      const img = await loadImage(item, this.preprocessing);
-      const x = { dtype: "float32" as const, shape: [1, img.c, img.h, img.w], data: img.data as Float32Array };
-      return this.topOf(await this.run(x), top);
-    }
-    const { files, skipped } = expandInputs([item]);
-    if (skipped.length > 0) throw new VggError(skipped[0].reason, skipped[0].file);
+  private async classifyAll(items: readonly (string | Uint8Array)[], top: number): Promise<ClassScore[][]> {
     const out: ClassScore[][] = [];
-    const onSkip = (s: { file: string; reason: string }) => {
-      throw new VggError(s.reason, s.file);
-    };
-    const p = await this.predictor(["logits"]);
-    for await (const r of predictFiles(p, files, { preprocessing: this.preprocessing, labels: this.labels, top, workers: 0, onSkip }))
-      out.push(r.top);
+    for (const item of items) {
+      if (typeof item !== "string") {
+        const img = await loadImage(item, this.preprocessing);
+        const x = { dtype: "float32" as const, shape: [1, img.c, img.h, img.w], data: img.data as Float32Array };
+        out.push(...this.topOf(await this.run(x), top));
+        continue;
+      }
+      const { files, skipped } = expandInputs([item]);
+      if (skipped.length > 0) throw new VggError(skipped[0].reason, skipped[0].file);
+      const onSkip = (s: { file: string; reason: string }) => {
+        throw new VggError(s.reason, s.file);
+      };
+      const p = await this.predictor(["logits"]);
+      const opts = { preprocessing: this.preprocessing, labels: this.labels, top, workers: 0, onSkip };
+      for await (const r of predictFiles(p, files, opts)) out.push(r.top);
+    }
     return out;
   }
 
@@ -130,6 +135,14 @@ export class VggNet {
   async release(): Promise<void> {
     for (const p of this.predictors.values()) await (await p).release();
     this.predictors.clear();
+  }
+}
+
+function isDirectory(p: string): boolean {
+  try {
+    return statSync(p).isDirectory();
+  } catch {
+    return false;
   }
 }
 
