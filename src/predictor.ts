@@ -9,11 +9,12 @@ import { lowerPrecision, type Precision, type PrecisionOptions } from "./precisi
 import type { Session } from "./runtime/ort.js";
 import { type StateDict, shapeStr, type Tensor } from "./tensor.js";
 import { type InitScheme, initWeights } from "./weights/init.js";
+import { resolveWeights } from "./weights/hub.js";
 import { loadWeights } from "./weights/load.js";
 import { buildModel, type ModelOptions, type VggModel } from "./zoo/model.js";
 
 export interface PredictorOptions extends ModelOptions, PrecisionOptions {
-  /** A .pth or .safetensors file; without it the model is initialised with `init` and `seed`. */
+  /** A .pth/.safetensors file, `imagenet`, an entry name or a URL; without it, `init` and `seed` initialise. */
   weights?: string;
   init?: InitScheme;
   seed?: number;
@@ -92,6 +93,8 @@ function refuseNaNHead(model: VggModel, sd: StateDict, taps: readonly string[]):
     );
 }
 
+/** The weights a file, `imagenet`, an entry name or a URL holds (fetched once into the cache), else a seeded init. */
 export async function weightsFor(model: VggModel, opts: { weights?: string; init?: InitScheme; seed?: number }): Promise<StateDict> {
-  return opts.weights ? loadWeights(model, opts.weights) : initWeights(model, opts.init ?? "torchvision", opts.seed ?? 0);
+  if (!opts.weights) return initWeights(model, opts.init ?? "torchvision", opts.seed ?? 0);
+  return loadWeights(model, await resolveWeights(opts.weights, { arch: model.arch }));
 }
