@@ -1,7 +1,7 @@
 /**
  * Real runs of the binary for the flags no other CLI test ran (see cli-flags.test.ts): each run asserts what the flag
  * changes (the exported graph, the optimizer's buffers, the schedule, the files written), or its one-line error
- * for a bad value. Models are tiny (width /16, 32x32) so the whole file stays around a minute on two cores.
+ * for a bad value. Models are tiny (width /16, 32x32) so the whole file takes well under a minute on two cores.
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { after, test } from "node:test";
 import { pathToFileURL } from "node:url";
 import { encodeInferenceGraph } from "../src/graph/infer.js";
+import { readOnnxInfo } from "../src/graph/onnx-read.js";
 import { createSession } from "../src/runtime/ort.js";
 import type { StateDict, Tensor } from "../src/tensor.js";
 import { saveCheckpoint } from "../src/train/checkpoint.js";
@@ -140,17 +141,7 @@ function quantParts(file: string) {
   };
 }
 
-function metadata(file: string): Record<string, string> {
-  // The metadata_props are written last; ModelProto field 14: key 1, value 2.
-  const b = new Uint8Array(readFileSync(file));
-  const out: Record<string, string> = {};
-  for (const m of protoFields(b, 0, b.length)) {
-    if (m.num !== 14) continue;
-    const kv = [...protoFields(b, m.pos, m.pos + m.len)].map((f) => new TextDecoder().decode(b.subarray(f.pos, f.pos + f.len)));
-    out[kv[0]] = kv[1];
-  }
-  return out;
-}
+const metadata = (file: string) => readOnnxInfo(file).metadata;
 
 test("precision flags: each changes the exported graph as it says, and infer runs the same model", async () => {
   const d = join(dir, "precision");
@@ -324,6 +315,7 @@ function readRun(out: string, stdout: string): Run {
   return { out, stdout, weights: readSafetensorsFile(join(out, "last.safetensors")).tensors, momentum: o.tensors, args: state.args, lrs };
 }
 
+// Later flags win: a run may give its own --epochs or --batch-size after these.
 const TRAIN = ["--head", "compact", "--width-divisor", "16", "--batch-size", "8", "--epochs", "1", "--no-progress", "--workers", "0"];
 
 async function trainRuns(specs: Record<string, string[]>): Promise<Record<string, Run>> {
@@ -536,6 +528,11 @@ test("train --scale, --fit, --normalize reach the run's transforms and checkpoin
       () => vggAsync(["eval", "--weights", ck, "--data", data, "--limit", "5", "--precision", "int8", "--calibrate", "train"]),
       () => vggAsync(["eval", "--weights", join(r.resized.out, "last.safetensors"), "--data", data, "--limit", "3", "--json"]),
       () => vggAsync(["eval", "--weights", join(r.resized.out, "best.safetensors"), "--data", data, "--json"]),
+      // eval's own calibration source: N training images, by train:N or by --calibrate-count.
+      ...["train:4", "train --calibrate-count 4", "train"].map(
+        (c) => () =>
+          vggAsync(["eval", "--weights", ck, "--data", data, "--precision", "fp32,int8", "--calibrate", ...c.split(" "), "--json"]),
+      ),
     ],
     2,
   );
@@ -555,6 +552,10 @@ test("train --scale, --fit, --normalize reach the run's transforms and checkpoin
   const testOf = (run: Run) => (JSON.parse(readFileSync(join(run.out, "result.json"), "utf8")) as { test: { loss: number } }).test.loss;
   assert.equal(j[3].loss, testOf(r.scaled));
   assert.equal(j[6].loss, testOf(r.resized));
+  // --calibrate-count 4 calibrates on the same four images as train:4, not on all 40.
+  const int8Loss = (k: number) => (j[k].precisions as { precision: string; loss: number }[]).find((p) => p.precision === "int8")?.loss;
+  assert.equal(int8Loss(8), int8Loss(7));
+  assert.notEqual(int8Loss(9), int8Loss(7));
 });
 
 test("eval --split refuses a split it does not have", { todo: "eval --split takes any name and evaluates the test split" }, async () => {
