@@ -38,8 +38,8 @@ export function register(program: Command): void {
         .command("eval")
         .description("loss, top-1 and top-5 of a model on a data split (default: test), in one or more precisions")
         .requiredOption(
-          "--weights <file>",
-          "a `vgg train` checkpoint (describes its model), or a torchvision .pth/.safetensors with --arch",
+          "--weights <file|name|url>",
+          "a `vgg train` checkpoint (describes its model), or with --arch a torchvision .pth/.safetensors, imagenet, an entry name or a URL",
         )
         .requiredOption("--data <spec>", "fashion-mnist[:DIR], cifar10:DIR, folder:DIR, npy:X.npy,Y.npy")
         .option("--split <name>", "test or val", "test")

@@ -59,7 +59,7 @@ export function register(program: Command): void {
     .option("--threads <n>", "engine threads", positiveInt)
     .option(
       "--init-from <file>",
-      "a trained net A: copy its first four conv layers and its FC layers, the rest from --init (the paper's rule for B-E)",
+      "a trained net A (a file, an entry name such as vgg11.IMAGENET1K_V1, or a URL): copy its first four conv layers and its FC layers, the rest from --init (the paper's rule for B-E)",
     )
     .option(
       "--freeze <part>",

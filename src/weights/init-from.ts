@@ -9,6 +9,7 @@ import { inFile, VggError } from "../errors.js";
 import { type StateDict, shapeStr } from "../tensor.js";
 import { ARCHS } from "../zoo/configs.js";
 import { buildModel, stateSpec, type VggModel } from "../zoo/model.js";
+import { resolveWeights } from "./hub.js";
 import { loadStateDict } from "./index.js";
 import { stripModulePrefix } from "./match.js";
 
@@ -92,7 +93,9 @@ export function initFrom(target: VggModel, fresh: StateDict, netA: StateDict, fi
   return { weights, copied, summary };
 }
 
-export async function initFromFile(target: VggModel, fresh: StateDict, path: string): Promise<InitFromResult> {
+/** Net A from a file, an entry name (vgg11.IMAGENET1K_V1) or a URL. */
+export async function initFromFile(target: VggModel, fresh: StateDict, spec: string): Promise<InitFromResult> {
+  const path = await resolveWeights(spec);
   let sd: StateDict;
   try {
     sd = await loadStateDict(path);
