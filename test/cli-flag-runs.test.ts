@@ -558,7 +558,7 @@ test("train --scale, --fit, --normalize reach the run's transforms and checkpoin
   assert.notEqual(int8Loss(9), int8Loss(7));
 });
 
-test("eval --split refuses a split it does not have", { todo: "eval --split takes any name and evaluates the test split" }, async () => {
+test("eval --split refuses a split it does not have", async () => {
   const d = join(dir, "split");
   mkdirSync(d, { recursive: true });
   const m = buildModel("vgg11", { widthDivisor: 16, numClasses: 4, inChannels: 1, inputSize: 32, head: "compact" });

@@ -42,7 +42,7 @@ export function register(program: Command): void {
           "a `vgg train` checkpoint (describes its model), or with --arch a torchvision .pth/.safetensors, imagenet, an entry name or a URL",
         )
         .requiredOption("--data <spec>", "fashion-mnist[:DIR], cifar10:DIR, folder:DIR, npy:X.npy,Y.npy")
-        .option("--split <name>", "test or val", "test")
+        .addOption(new Option("--split <name>", "test or val").choices(["test", "val"]).default("test"))
         .option("--input-size <s>", "network input size", positiveInt)
         .option("--threads <n>", "engine threads", positiveInt)
         .addOption(
