@@ -223,10 +223,10 @@ export function freezeSummary(m: VggModel, part: string, freeze: number): string
     if (groups.some((gr) => gr === top || gr.startsWith(`${top}.`))) continue;
     groups.push(top === "features" && l.name !== m.layers[0].name ? `${l.name} on` : top);
   }
-  return (
-    `frozen: ${part} (${frozen.size} tensors, ${fmt(frozenParams)} params; batch norm and dropout in eval mode); ` +
-    `training: ${groups.join(", ")} (${fmt(trainParams)} params)`
-  );
+  const kinds = new Set(m.layers.slice(0, freeze).map((l) => l.kind));
+  const evalMode = [kinds.has("batchnorm") ? "batch norm" : "", kinds.has("dropout") ? "dropout" : ""].filter(Boolean);
+  const modes = evalMode.length ? `; ${evalMode.join(" and ")} in eval mode` : "";
+  return `frozen: ${part} (${frozen.size} tensors, ${fmt(frozenParams)} params${modes}); training: ${groups.join(", ")} (${fmt(trainParams)} params)`;
 }
 
 /** Zero momentum buffers (what torch's first step is equivalent to); none for a frozen prefix. */
