@@ -8,8 +8,8 @@ import { buildInferenceGraph } from "./graph/infer.js";
 import { lowerPrecision, type Precision, type PrecisionOptions } from "./precision.js";
 import type { Session } from "./runtime/ort.js";
 import { type StateDict, shapeStr, type Tensor } from "./tensor.js";
-import { type InitScheme, initWeights } from "./weights/init.js";
 import { resolveWeights } from "./weights/hub.js";
+import { type InitScheme, initWeights } from "./weights/init.js";
 import { loadWeights } from "./weights/load.js";
 import { buildModel, type ModelOptions, type VggModel } from "./zoo/model.js";
 

@@ -24,7 +24,6 @@ import { resolveWeights } from "../weights/hub.js";
 import { loadStateDict } from "../weights/index.js";
 import { type InitScheme, initWeights } from "../weights/init.js";
 import { fitForFineTune, matchStateDict } from "../weights/match.js";
-import { entryPreprocessing, pretrainedForFile } from "../weights/pretrained.js";
 import { type FeatureInfo, featureInfo } from "../zoo/features.js";
 import { defaultLabels, readLabels } from "../zoo/labels.js";
 import { buildModel, type ModelOptions, type VggModel } from "../zoo/model.js";

@@ -4,17 +4,9 @@ import { VggError } from "../errors.js";
 import { type ExtractedFeatures, extractFeatures, FEATURE_POOLS, type FeaturePool, isNpyInput } from "../features/extract.js";
 import { checkMemory, estimateInference } from "../memory.js";
 import type { Skipped } from "../predict/inputs.js";
-import {
-  checkpointPreprocessing,
-  PRESETS,
-  type Preprocessing,
-  type PresetName,
-  presetPreprocessing,
-  weightsPreprocessing,
-} from "../predict/preprocess.js";
+import { PRESETS, type PresetName, weightsPreprocessing } from "../predict/preprocess.js";
 import { Predictor } from "../predictor.js";
 import type { Tensor } from "../tensor.js";
-import { readModelMeta } from "../train/checkpoint.js";
 import { readNpy } from "../weights/npy.js";
 import { writeSafetensors } from "../weights/safetensors.js";
 import { checkTaps } from "../zoo/features.js";
@@ -59,7 +51,6 @@ export function register(program: Command): void {
     const x = isNpyInput(inputs) ? readBatch(inputs[0], o) : undefined;
     const size = x ? x.shape[2] : o.inputSize;
 
-    const meta = o.weights?.endsWith(".safetensors") ? readModelMeta(o.weights) : undefined;
     const { arch, options } = resolveModel(o as ModelFlags, o.arch ? (size ?? 224) : size);
     const planned = buildModel(arch, options);
     checkTaps(planned, taps);

@@ -4,17 +4,8 @@ import { type Command, InvalidArgumentError, Option } from "commander";
 import { VggError } from "../errors.js";
 import { type CalibrationMethod, PRECISIONS, type Precision, type PrecisionOptions } from "../precision.js";
 import { expandInputs } from "../predict/inputs.js";
-import {
-  checkpointPreprocessing,
-  loadImage,
-  PRESETS,
-  type Preprocessing,
-  type PresetName,
-  presetPreprocessing,
-  weightsPreprocessing,
-} from "../predict/preprocess.js";
+import { loadImage, PRESETS, type Preprocessing, type PresetName, weightsPreprocessing } from "../predict/preprocess.js";
 import { numel, type Tensor } from "../tensor.js";
-import { readModelMeta } from "../train/checkpoint.js";
 import { readNpy } from "../weights/npy.js";
 import { float, positiveInt } from "./options.js";
 

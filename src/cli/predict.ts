@@ -6,14 +6,7 @@ import { checkMemory, estimateInference } from "../memory.js";
 import { featureGrid, writeGrayPng } from "../predict/grid.js";
 import { expandInputs, type Skipped } from "../predict/inputs.js";
 import { type Prediction, predictFiles } from "../predict/predict.js";
-import {
-  checkpointPreprocessing,
-  PRESETS,
-  type Preprocessing,
-  type PresetName,
-  presetPreprocessing,
-  weightsPreprocessing,
-} from "../predict/preprocess.js";
+import { PRESETS, type PresetName, weightsPreprocessing } from "../predict/preprocess.js";
 import { Predictor } from "../predictor.js";
 import { type ModelMeta, readModelMeta } from "../train/checkpoint.js";
 import { fsError } from "../weights/atomic.js";
