@@ -3,11 +3,13 @@
  * fp16 stores the weights as float16 (cast back to float32 at load, see graph/quantize.ts); int8 is static QDQ
  * quantization whose activation ranges come from running calibration images through the float graph here.
  */
+
 import { compileSpec, openCompiled } from "./compile.js";
 import { VggError } from "./errors.js";
 import { floatsToHalf } from "./graph/half.js";
 import type { ModelSpec } from "./graph/onnx.js";
 import { type CalibrationGraph, prepareQuantization, type QuantizeOptions, type Range, toFloat16 } from "./graph/quantize.js";
+import { cpuSaturatesU8S8 } from "./runtime/cpu.js";
 import { numel, type Tensor } from "./tensor.js";
 import { Rng } from "./weights/init.js";
 import type { VggModel } from "./zoo/model.js";
@@ -62,7 +64,9 @@ export async function lowerPrecision(model: VggModel, spec: ModelSpec, o: Precis
   // Peak memory: the float weights are quantized first; from then on only the calibration graph holds them, and
   // it is written out for the engine and dropped before the engine loads it (`spec` is dropped here too: callers
   // pass the graph without keeping it).
-  const prep = prepareQuantization(spec, o.quantize);
+  // 7-bit weights by default where the CPU's u8 x s8 sums saturate (cpuSaturatesU8S8).
+  const quantize = { ...o.quantize, reduceRange: o.quantize?.reduceRange ?? cpuSaturatesU8S8() };
+  const prep = prepareQuantization(spec, quantize);
   spec = undefined as unknown as ModelSpec;
   const ranges = await calibrate(prep.takeCalibration(), batchesOf(data, calibrationBatch(model)), method, o.percentile ?? 99.99, threads);
   const q = prep.finish(ranges);
@@ -71,7 +75,7 @@ export async function lowerPrecision(model: VggModel, spec: ModelSpec, o: Precis
     quantization: JSON.stringify({
       activations: o.quantize?.activations ?? "uint8",
       perChannel: o.quantize?.perChannel ?? true,
-      reduceRange: o.quantize?.reduceRange ?? false,
+      reduceRange: quantize.reduceRange,
       calibration: o.calibration
         ? { images: data.shape[0], method, ...(method === "percentile" ? { percentile: o.percentile ?? 99.99 } : {}) }
         : "random",

@@ -3,6 +3,7 @@
  * changes (the exported graph, the optimizer's buffers, the schedule, the files written), or its one-line error
  * for a bad value. Models are tiny (width /16, 32x32) so the whole file takes well under a minute on two cores.
  */
+
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -13,6 +14,7 @@ import { after, test } from "node:test";
 import { pathToFileURL } from "node:url";
 import { encodeInferenceGraph } from "../src/graph/infer.js";
 import { readOnnxInfo } from "../src/graph/onnx-read.js";
+import { cpuSaturatesU8S8 } from "../src/runtime/cpu.js";
 import { createSession } from "../src/runtime/ort.js";
 import type { StateDict, Tensor } from "../src/tensor.js";
 import { saveCheckpoint } from "../src/train/checkpoint.js";
@@ -155,13 +157,14 @@ test("precision flags: each changes the exported graph as it says, and infer run
   writeNpy(c4, { ...x, shape: [4, 3, 32, 32], data: (x.data as Float32Array).slice(0, 4 * 3 * 32 * 32) });
   const all = ["--per-tensor", "--reduce-range", "--activations", "int8", "--calibrate-method", "percentile", "--percentile", "99.9"];
   const runs: Record<string, string[]> = {
-    base: ["--precision", "int8", "--calibrate", c16],
+    base: ["--precision", "int8", "--calibrate", c16, "--no-reduce-range"],
     perTensor: ["--precision", "int8", "--calibrate", c16, "--per-tensor"],
     reduceRange: ["--precision", "int8", "--calibrate", c16, "--reduce-range"],
-    int8Act: ["--precision", "int8", "--calibrate", c16, "--activations", "int8"],
+    int8Act: ["--precision", "int8", "--calibrate", c16, "--activations", "int8", "--no-reduce-range"],
     count4: ["--precision", "int8", "--calibrate", c16, "--calibrate-count", "4"],
     first4: ["--precision", "int8", "--calibrate", c4],
-    percentile: ["--precision", "int8", "--calibrate", c16, "--calibrate-method", "percentile", "--percentile", "99"],
+    percentile: ["--precision", "int8", "--calibrate", c16, "--calibrate-method", "percentile", "--percentile", "99", "--no-reduce-range"],
+    machine: ["--precision", "int8", "--calibrate", c16],
     all: ["--precision", "int8", "--calibrate", c16, "--calibrate-count", "8", ...all],
     fp16: ["--precision", "fp16"],
     fp16Compute: ["--precision", "fp16", "--fp16-compute"],
@@ -224,6 +227,9 @@ test("precision flags: each changes the exported graph as it says, and infer run
   assert.equal(q.base.weightMaxAbs, 127);
   assert.ok(q.reduceRange.weightMaxAbs <= 64 && q.reduceRange.weightMaxAbs >= 60, `max |q| ${q.reduceRange.weightMaxAbs}`);
   assert.equal(meta("reduceRange").reduceRange, true);
+  assert.equal(meta("base").reduceRange, false);
+  // Neither flag: 7-bit where this CPU's u8 x s8 sums saturate (x86 without VNNI), else 8-bit.
+  assert.equal(meta("machine").reduceRange, cpuSaturatesU8S8());
 
   // --activations int8: the activations' zero points are int8 (S8S8), uint8 by default.
   assert.deepEqual([...q.base.activationZeroPointTypes], [2]);

@@ -66,7 +66,8 @@ export function addPrecisionOptions(
         .default("uint8"),
     )
     .option("--per-tensor", "int8: one weight scale per tensor instead of per output channel")
-    .option("--reduce-range", "int8: 7-bit weights (for CPUs without VNNI, where u8 x s8 sums can saturate)");
+    .option("--reduce-range", "int8: 7-bit weights (default on x86 CPUs without VNNI, where u8 x s8 sums saturate)")
+    .option("--no-reduce-range", "int8: 8-bit weights even on a CPU without VNNI");
   if (o.preset) {
     cmd.addOption(
       new Option(
