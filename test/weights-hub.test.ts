@@ -209,7 +209,7 @@ test("a local file is returned as is, with no request; a missing one is a one-li
   const f = join(dir, "w.safetensors");
   assert.equal(await resolveWeights(f, { arch: "vgg16" }), f);
   assert.equal(seen.length, n);
-  await assert.rejects(resolveWeights(join(dir, "nope.pth")), /nope\.pth: no such file \(nor imagenet/);
+  await assert.rejects(resolveWeights(join(dir, "nope.pth")), /nope\.pth: no such file or directory \(nor is it imagenet/);
 });
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -509,6 +509,10 @@ test("vgg weights pull URL, then verify: ok, then bad after corruption (exit 1, 
   const bad = await vggEnv(["weights", "verify", good], env);
   assertCleanError(bad, /^vgg: 1 of 1 weights files failed verification: delete them or run `vgg weights pull --force NAME`$/);
   assert.match(bad.stdout, /BAD {2}SHA-256 [0-9a-f]{12}\.\.\., its name says/);
+  // The fix the message names: pull --force fetches the file again, and it verifies.
+  const again = await vggEnv(["weights", "pull", "--force", `${base}/files/${good}`], env);
+  assert.equal(again.status, 0, again.stderr);
+  assert.equal((await vggEnv(["weights", "verify", good], env)).status, 0);
   const notThere = await vggEnv(["weights", "verify", "vgg19"], env);
   assertCleanError(notThere, /failed verification/);
   assert.match(notThere.stdout, /vgg19-dcbb9e9d\.pth\s+-\s+BAD {2}not downloaded/);

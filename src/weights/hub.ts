@@ -144,7 +144,7 @@ export async function resolveWeights(spec: string, opts: ResolveOptions = {}): P
       opts,
     );
   }
-  throw new VggError("no such file (nor imagenet, an entry of `vgg weights list`, or an http(s) URL)", spec);
+  throw new VggError("no such file or directory (nor is it imagenet, an entry of `vgg weights list` or an http(s) URL)", spec);
 }
 
 interface Source {
