@@ -3,7 +3,7 @@
  * sandbox directory holding the files the commands name, or it is listed in NOT_RUN with the reason. A command added
  * to README that is neither fails this test.
  *
- * `vgg` is run as README says (`npx vgg` in the package; here `node bin/vgg.js`, what npx runs). Usage synopses run
+ * `vgg` is run as README says (`npx vgg`; from the sandbox, `npm exec --prefix <package>`). Usage synopses run
  * with their optional [...] parts left out. What the sandbox cannot have is stood in for, and only that:
  *   - the published 528 MB weights (no network in tests): `imagenet` and the torchvision file names are a VGG16 at
  *     width /16 with 1000 classes, so commands on vgg16 get `--width-divisor 16` (and `--input-size 32` where the
@@ -138,13 +138,11 @@ test("README's commands run as written (or are listed with the reason they are n
     }
     if (/^npm /.test(cmd) || !/^vgg /.test(cmd)) assert.fail(`README command neither run nor listed in NOT_RUN: ${cmd}`);
     const run = standIn(cmd);
-    const r = spawnSync("bash", ["-c", `vgg() { node ${JSON.stringify(BIN)} "$@"; }; ${run}`], {
-      cwd: dir,
-      env,
-      encoding: "utf8",
-      timeout: 120_000,
-    });
+    // README: `npx vgg` in the package's directory; from the sandbox that is `npm exec` with the package as prefix.
+    const vggFn = `vgg() { npm exec --prefix ${JSON.stringify(ROOT)} --no -- vgg "$@"; }`;
+    const r = spawnSync("bash", ["-c", `${vggFn}; ${run}`], { cwd: dir, env, encoding: "utf8", timeout: 120_000 });
     assert.equal(r.status, 0, `${cmd}\n  ran as: ${run}\n  ${r.stderr}`);
+    assert.doesNotMatch(r.stderr, /npm warn/i, cmd);
     ran++;
   }
   t.diagnostic(`${ran} of ${cmds.length} README commands ran`);
