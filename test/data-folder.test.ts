@@ -93,17 +93,19 @@ test("image folder: sorted classes, recursive, unreadable and non-image files sk
     f.train.skipped.map((x) => path.basename(x)),
     ["broken.jpg", "notes.txt"],
   );
-  assert.deepEqual([...f.val.labels], [0, 1]);
+  assert.deepEqual([...f.val!.labels], [0, 1]);
+  assert.equal(f.test, null);
 
   const cache = path.join(root, "cache");
-  const ds = await openDataset(`folder:${dir}`, { val: 2, seed: 5, cacheDir: cache });
+  // val/ is the validation split: nothing is held out of train/, and there is no test/.
+  const ds = await openDataset(`folder:${dir}`, { seed: 5, cacheDir: cache });
   assert.equal(ds.skipped.count, 2);
   assert.equal(ds.size, null);
   assert.equal(ds.channels, 3);
-  assert.equal(ds.splits.train.indices.length, 4);
+  assert.equal(ds.splits.train.indices.length, 6);
   assert.equal(ds.splits.val!.indices.length, 2);
-  assert.equal(ds.splits.test!.indices.length, 2);
-  assert.equal(ds.statsCount, 4);
+  assert.equal(ds.splits.test, null);
+  assert.equal(ds.statsCount, 6);
   // Per-channel statistics over all train pixels (images of different sizes weigh by pixel count).
   let sum = 0;
   let sq = 0;
@@ -123,7 +125,7 @@ test("image folder: sorted classes, recursive, unreadable and non-image files sk
   assert.equal(files.length, 1);
   const cached = path.join(cache, "stats", files[0]);
   fs.writeFileSync(cached, JSON.stringify({ mean: [0.1, 0.2, 0.3], std: [1, 1, 1], count: 4 }));
-  assert.deepEqual((await openDataset(`folder:${dir}`, { val: 2, seed: 5, cacheDir: cache })).mean, [0.1, 0.2, 0.3]);
+  assert.deepEqual((await openDataset(`folder:${dir}`, { seed: 5, cacheDir: cache })).mean, [0.1, 0.2, 0.3]);
   const grey = await openDataset(`folder:${dir}`, { val: 0, channels: 1, cacheDir: null });
   assert.equal(grey.mean.length, 1);
   assert.equal((await splitImage(grey.splits.train, 0)).c, 1);

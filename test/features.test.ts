@@ -309,7 +309,7 @@ torch.save({"lin%d.model.1.weight" % k: torch.ones(1, c, 1, 1) for k, c in enume
   ]);
   assertCleanError(runs[0], /x\.png is 72x56 but .*square\.png is 56x56/);
   assertCleanError(runs[1], /unknown tap 'relu6_1' for vgg16/);
-  assertCleanError(runs[2], /d\.png: unknown weights format/);
+  assertCleanError(runs[2], /d\.png: not a weights file: unknown weights format/);
   assert.equal(runs[3].status, 0, runs[3].stderr);
   assert.equal(Number(runs[3].stdout.trim()), 0);
   assertCleanError(runs[4], /not-lpips\.safetensors: no 'lin0\.model\.1\.weight' for relu1_2/);

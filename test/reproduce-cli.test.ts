@@ -66,6 +66,10 @@ test("vgg reproduce: seven runs, four protocols each, tables like the paper's, t
   assert.deepEqual(rowCounts.slice(0, 3), [7, 7, 28], md);
   assert.match(md, /29\.6 \/ 10\.4/);
   assert.match(r.stdout, /wrote .*report\.html/);
+  // Two steps per net leave some at chance (clearly above it needs 26.4% top-1 on 30 images): said at the top.
+  assert.match(md.split("\n")[2], /^> \*\*Warning:\*\* .* not clearly above chance: .*Train longer/);
+  assert.match(r.stdout, /\nwarning: .* not clearly above chance/);
+  assert.ok(res.findings.some((f) => f.agrees === null && /at chance/.test(f.undecided ?? "")));
 
   await t.test("the page renders in Chromium", { skip: chromiumSkip }, async () => {
     const page = await openReport(join(out, "report.html"), CHART_COUNT, join(ROOT, "test-output", "reproduce-cli-report.png"));

@@ -1,4 +1,6 @@
+import { dirname, join } from "node:path";
 import { type Command, Option } from "commander";
+import { describeSplits } from "../data/dataset.js";
 import { BatchLoader } from "../data/loader.js";
 import { openDataset } from "../data/spec.js";
 import { evalScale, presetTransforms } from "../data/transforms.js";
@@ -19,7 +21,8 @@ import { addPrecisionOptions, calibrationPreprocessing, type PrecisionFlags, pre
 interface EvalFlags extends Omit<ModelFlags, "weights">, Omit<PrecisionFlags, "precision"> {
   weights: string;
   data: string;
-  split: "test" | "val";
+  /** Unset: test, or a folder's val/ when it has no test/. */
+  split?: "test" | "val";
   inputSize?: number;
   threads?: number;
   json?: boolean;
@@ -42,7 +45,9 @@ export function register(program: Command): void {
           "a `vgg train` checkpoint (describes its model), or with --arch a torchvision .pth/.safetensors, imagenet, an entry name or a URL",
         )
         .requiredOption("--data <spec>", "fashion-mnist[:DIR], cifar10:DIR, folder:DIR, npy:X.npy,Y.npy")
-        .addOption(new Option("--split <name>", "test or val").choices(["test", "val"]).default("test"))
+        .addOption(
+          new Option("--split <name>", "test or val (default: test; a folder's val/ when it has no test/)").choices(["test", "val"]),
+        )
         .option("--input-size <s>", "network input size", positiveInt)
         .option("--threads <n>", "engine threads", positiveInt)
         .addOption(
@@ -78,8 +83,16 @@ export function register(program: Command): void {
       channels: options.inChannels === 1 ? 1 : 3,
       stats: meta?.mean.length ? { mean: meta.mean, std: meta.std } : undefined,
     });
-    const split = o.split === "val" ? ds.splits.val : ds.splits.test;
-    if (!split) throw new VggError(`the data has no ${o.split} split`, o.data);
+    // A folder without test/ (ImageNet's layout: train/ and val/) is scored on val/ unless a split is asked for,
+    // as torchvision's reference scripts do; a held-out val is never a silent stand-in (it depends on the seed).
+    const splitName = o.split ?? (!ds.splits.test && ds.dirs?.val ? "val" : "test");
+    const split = splitName === "val" ? ds.splits.val : ds.splits.test;
+    if (!split) {
+      const hint = ds.dirs ? ` (no ${join(dirname(ds.dirs.train), splitName)} folder)` : "";
+      throw new VggError(`the data has no ${splitName} split${hint}`, o.data);
+    }
+    // Which directory feeds which split is a convention; say which one is scored (not in JSON: one object only).
+    if (ds.dirs && !o.json) console.log(`data ${o.data}: ${describeSplits(ds)}; scoring ${splitName}`);
     const inputSize = options.inputSize ?? (ds.size ? Math.max(32, ds.size[0]) : 224);
     const model = buildModel(arch, {
       ...options,
@@ -106,7 +119,7 @@ export function register(program: Command): void {
       });
       const out = {
         arch,
-        split: o.split,
+        split: splitName,
         protocol: r.protocol,
         scales: r.scales,
         n: r.n,
@@ -116,18 +129,21 @@ export function register(program: Command): void {
         top1Error: r.top1Error,
         top5Error: r.top5Error,
         seconds: r.seconds,
+        ...(r.note ? { note: r.note } : {}),
       };
+      // On stderr, so that --json's stdout stays one JSON line.
+      if (r.note) console.error(`vgg: note: ${r.note}`);
       if (o.json) return console.log(JSON.stringify(out));
       console.log(
-        `${arch} on ${o.data} ${o.split} (${r.n} images), ${r.protocol} at Q=${r.scales.join(",")}: top-1 ${pct(r.top1)}  top-5 ${pct(r.top5)}  loss ${r.loss.toFixed(4)}  (top-1 error ${pct(r.top1Error)}, top-5 error ${pct(r.top5Error)})  ${r.seconds.toFixed(1)} s`,
+        `${arch} on ${o.data} ${splitName} (${r.n} images), ${r.protocol} at Q=${r.scales.join(",")}: top-1 ${pct(r.top1)}  top-5 ${pct(r.top5)}  loss ${r.loss.toFixed(4)}  (top-1 error ${pct(r.top1Error)}, top-5 error ${pct(r.top5Error)})  ${r.seconds.toFixed(1)} s`,
       );
       return;
     }
     if (precisions.length === 1 && precisions[0] === "fp32") {
       const s = await evalWeights(model, weights, split, tf, o.threads);
-      if (o.json) return console.log(JSON.stringify({ arch, split: o.split, ...s }));
+      if (o.json) return console.log(JSON.stringify({ arch, split: splitName, ...s }));
       console.log(
-        `${arch} on ${o.data} ${o.split} (${s.n} images): top-1 ${(100 * s.top1).toFixed(2)}%  top-5 ${(100 * s.top5).toFixed(2)}%  loss ${s.loss.toFixed(4)}  (top-1 error ${(100 * s.top1Error).toFixed(2)}%, top-5 error ${(100 * s.top5Error).toFixed(2)}%)`,
+        `${arch} on ${o.data} ${splitName} (${s.n} images): top-1 ${(100 * s.top1).toFixed(2)}%  top-5 ${(100 * s.top5).toFixed(2)}%  loss ${s.loss.toFixed(4)}  (top-1 error ${(100 * s.top1Error).toFixed(2)}%, top-5 error ${(100 * s.top5Error).toFixed(2)}%)`,
       );
       return;
     }
@@ -156,8 +172,8 @@ export function register(program: Command): void {
       }
       const { tallies, agreement } = await evaluateMany(ps, split, tf);
       const rows = order.map((p, i) => ({ precision: p, ...scores(tallies[i]), agreement: agreement[i] }));
-      if (o.json) return console.log(JSON.stringify({ arch, split: o.split, ...rows[0], precisions: rows }));
-      console.log(`${arch} on ${o.data} ${o.split} (${rows[0].n} images):`);
+      if (o.json) return console.log(JSON.stringify({ arch, split: splitName, ...rows[0], precisions: rows }));
+      console.log(`${arch} on ${o.data} ${splitName} (${rows[0].n} images):`);
       for (const r of rows)
         console.log(
           `  ${r.precision.padEnd(5)} top-1 ${pct(r.top1)}  top-5 ${pct(r.top5)}  loss ${r.loss.toFixed(4)}  top-1 agrees with fp32 on ${pct(r.agreement)}`,

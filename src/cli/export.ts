@@ -4,6 +4,7 @@ import { encodeModelParts } from "../graph/onnx.js";
 import { lowerPrecision } from "../precision.js";
 import { weightsFor } from "../predictor.js";
 import { writeFileAtomic } from "../weights/atomic.js";
+import { checkTaps } from "../zoo/features.js";
 import { buildModel } from "../zoo/model.js";
 import { addModelOptions, type ModelFlags, positiveInt, resolveModel } from "./options.js";
 import { addPrecisionOptions, calibrationPreprocessing, type PrecisionFlags, precisionOptions } from "./precision.js";
@@ -26,9 +27,11 @@ export function register(program: Command): void {
   ).action(async (o: ExportFlags) => {
     const { arch, options } = resolveModel(o);
     const m = buildModel(arch, options);
+    const taps = o.tap ? o.tap.split(",") : undefined;
+    // Before calibration data or weights are read (a checkpoint's model is only known here).
+    if (taps) checkTaps(m, taps);
     const p = await precisionOptions(o, o.precision, m.inputShape, () => calibrationPreprocessing(o, m.inputShape));
     // The weights are not kept in a variable: int8 drops the float copy while it calibrates (peak memory).
-    const taps = o.tap ? o.tap.split(",") : undefined;
     const spec = await lowerPrecision(m, buildInferenceGraph(m, await weightsFor(m, o), { taps }), p, o.threads);
     const { parts, length } = encodeModelParts(spec);
     if (length >= 2 ** 31) console.error(`vgg: warning: ${o.out} is over 2 GB, which protobuf readers refuse`);

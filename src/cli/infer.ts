@@ -4,6 +4,7 @@ import { checkMemory, estimateInference } from "../memory.js";
 import { Predictor } from "../predictor.js";
 import { numel, type Tensor } from "../tensor.js";
 import { readNpy, writeNpy } from "../weights/npy.js";
+import { checkTaps } from "../zoo/features.js";
 import { buildModel } from "../zoo/model.js";
 import { addModelOptions, describeOption, type ModelFlags, positiveInt, resolveModel } from "./options.js";
 import { addPrecisionOptions, calibrationPreprocessing, type PrecisionFlags, precisionOptions } from "./precision.js";
@@ -33,6 +34,7 @@ export function register(program: Command): void {
   );
   describeOption(cmd, "--in-channels", "input channels (default: the .npy's C)");
   cmd.action(async (o: InferFlags) => {
+    const t0 = performance.now();
     const x = await readNpy(o.input);
     if (x.shape.length !== 4) throw new VggError(`want a float32 NCHW array, got shape [${x.shape.join(", ")}]`, o.input);
     if (x.dtype !== "float32") throw new VggError(`want float32, got ${x.dtype}`, o.input);
@@ -45,6 +47,8 @@ export function register(program: Command): void {
     try {
       const { arch, options } = resolveModel(o, h);
       const model = buildModel(arch, options);
+      // Before calibration data or weights are read (a checkpoint's model is only known here).
+      checkTaps(model, [tap]);
       const shape = model.inputShape;
       checkMemory(
         `inference with ${arch} at batch ${Math.min(n, o.batchSize)}`,
@@ -81,5 +85,7 @@ export function register(program: Command): void {
     }
     await writeNpy(o.out, { dtype: "float32", shape: outShape, data });
     await p.release();
+    // One line on success, so a script's log shows what came out (and a silent exit is never mistaken for one).
+    console.log(`${o.out}: float32 [${outShape.join(", ")}] (tap ${tap}), ${((performance.now() - t0) / 1000).toFixed(2)} s`);
   });
 }

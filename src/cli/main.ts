@@ -16,6 +16,7 @@ import { register as registerExport } from "./export.js";
 import { register as registerFeatures } from "./features.js";
 import { register as registerInfer } from "./infer.js";
 import { register as registerList } from "./list.js";
+import { checkTapFlags } from "./options.js";
 import { register as registerPredict } from "./predict.js";
 import { register as registerReproduce } from "./reproduce.js";
 import { register as registerServeDemo } from "./serve-demo.js";
@@ -63,8 +64,9 @@ for (const r of [
 // --weights imagenet | an entry name | a URL becomes the local file before any command runs (downloaded once into the
 // cache), so every command that takes weights takes them by name; `vgg train --init` resolves its own in the trainer.
 program.hook("preAction", async (_program, action) => {
-  const o = action.opts<{ weights?: unknown; arch?: string }>();
+  const o = action.opts<{ weights?: unknown; arch?: string; tap?: unknown }>();
   if (typeof o.weights !== "string" || action.name() === "train") return;
+  checkTapFlags(action.opts());
   const tty = process.stderr.isTTY;
   action.setOptionValue(
     "weights",

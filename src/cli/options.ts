@@ -2,8 +2,10 @@
 import { type Command, InvalidArgumentError, Option } from "commander";
 import { VggError } from "../errors.js";
 import { readModelMeta } from "../train/checkpoint.js";
+import { weightsFormat } from "../weights/index.js";
 import { INIT_SCHEMES, type InitScheme } from "../weights/init.js";
-import type { ModelOptions } from "../zoo/model.js";
+import { checkTaps } from "../zoo/features.js";
+import { buildModel, type ModelOptions, resolveOptions } from "../zoo/model.js";
 
 export function int(v: string): number {
   const n = Number(v);
@@ -114,6 +116,8 @@ export function modelOptions(f: ModelFlags, inputSize?: number): ModelOptions {
  */
 export function resolveModel(f: ModelFlags, inputSize?: number): { arch: string; options: ModelOptions } {
   if (f.arch) return { arch: f.arch, options: modelOptions(f, inputSize) };
+  // A file that is no weights at all is reported as that, not as a weights file that lacks a model description.
+  if (f.weights) weightsFormat(f.weights);
   const meta = f.weights?.endsWith(".safetensors") ? readModelMeta(f.weights) : undefined;
   if (!f.weights || !meta)
     throw new VggError(
@@ -122,4 +126,22 @@ export function resolveModel(f: ModelFlags, inputSize?: number): { arch: string;
     );
   refuseLayerFlags(f, f.weights);
   return { arch: meta.arch, options: inputSize ? { ...meta.options, inputSize } : { ...meta.options } };
+}
+
+/**
+ * Refuses --tap names that the flags' model lacks. main.ts runs it before --weights is fetched or read, so a typo
+ * in a tap name is not reported after a 500 MB download or load. Without --arch the model is a checkpoint's, known
+ * only once its description is read: the command checks its taps then.
+ */
+export function checkTapFlags(f: Partial<ModelFlags> & { tap?: unknown }): void {
+  if (!f.arch || typeof f.tap !== "string") return;
+  const taps = f.tap
+    .split(",")
+    .map((s) => s.trim())
+    .filter((s) => s !== "");
+  if (taps.length === 0) return;
+  const o = modelOptions({ ...f, arch: f.arch });
+  // Tap names do not depend on the input size: plan at one every config takes, so that only the names are judged.
+  const pools = resolveOptions(f.arch, o).config.filter((c) => c === "M").length;
+  checkTaps(buildModel(f.arch, { ...o, inputSize: Math.max(224, 2 ** pools) }), taps);
 }

@@ -12,6 +12,7 @@ import { type ModelMeta, readModelMeta } from "../train/checkpoint.js";
 import { fsError } from "../weights/atomic.js";
 import { writeNpy } from "../weights/npy.js";
 import { defaultLabels, readLabels } from "../zoo/labels.js";
+import { checkTaps } from "../zoo/features.js";
 import { buildModel } from "../zoo/model.js";
 import { addModelOptions, type ModelFlags, positiveInt, resolveModel } from "./options.js";
 import { addPrecisionOptions, type PrecisionFlags, precisionOptions } from "./precision.js";
@@ -89,6 +90,8 @@ export function register(program: Command): void {
     const meta: ModelMeta | undefined = o.weights?.endsWith(".safetensors") ? readModelMeta(o.weights) : undefined;
     const { arch, options } = resolveModel(o as ModelFlags, o.arch ? (o.inputSize ?? 224) : undefined);
     const planned = buildModel(arch, options);
+    // Before calibration images or weights are read (a checkpoint's model is only known here).
+    if (taps.length > 0) checkTaps(planned, taps);
     const [channels, size] = planned.inputShape;
     checkMemory(`inference with ${arch} at batch ${o.batchSize}`, estimateInference(planned, o.batchSize), "use a smaller --batch-size");
     const prep = weightsPreprocessing(o.weights, o.preset, planned.inputShape);
@@ -136,7 +139,9 @@ function unique(xs: string[]): string[] {
 }
 
 function printTop(p: Prediction): void {
-  const lines = p.top.map((t) => `  ${(100 * t.probability).toFixed(2).padStart(6)}%  ${String(t.index).padStart(4)}  ${t.label}`);
+  // Without class names the label is the index itself (defaultLabels): print it once.
+  const label = (t: Prediction["top"][number]) => (t.label === String(t.index) ? "" : `  ${t.label}`);
+  const lines = p.top.map((t) => `  ${(100 * t.probability).toFixed(2).padStart(6)}%  ${String(t.index).padStart(4)}${label(t)}`);
   console.log([p.file, ...lines].join("\n"));
 }
 

@@ -43,7 +43,7 @@ export function register(program: Command): void {
     console.log(`${m.arch}: input [${m.inputShape.join(", ")}], ${m.options.numClasses} classes, ${m.options.head} head`);
     console.log(table(["layer", "kind", "output", "params", "mult-adds"], rows));
     console.log(`total params: ${fmtInt(total.params)}  (${(total.weightBytes / 2 ** 20).toFixed(1)} MiB fp32)`);
-    console.log(`total mult-adds: ${fmtInt(total.macs)}  (${(total.macs / 1e9).toFixed(2)} GFLOPs)`);
+    console.log(`total mult-adds: ${fmtInt(total.macs)}  (${(total.macs / 1e9).toFixed(2)} GMACs)`);
     const tr = memory.training.parts;
     console.log(
       `peak memory, estimated: inference at batch ${inferBatch} ${fmtMiB(memory.inference.total)}; training at batch ${trainBatch} ${fmtMiB(memory.training.total)} (weights and optimizer ${fmtMiB(tr.weights)}, activations ${fmtMiB(tr.activations)}, workspace ${fmtMiB(tr.workspace)})`,

@@ -107,5 +107,7 @@ export function register(program: Command): void {
           (r.testProtocol ? `, ${(100 * r.testProtocol.top1).toFixed(2)}% under the ${r.testProtocol.protocol} protocol` : "") +
           `; weights ${r.weights}; ${r.seconds.toFixed(0)} s`,
       );
+    // evaluateProtocol's note (dense over images that fit the input) rides along in the kept scores.
+    if (r.testProtocol && "note" in r.testProtocol) console.error(`vgg: note: ${r.testProtocol.note}`);
   });
 }

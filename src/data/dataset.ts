@@ -29,6 +29,8 @@ export interface FileSource {
   files: string[];
   labels: Int32Array;
   c: number;
+  /** [H, W] of every file, when the scan found them all of one size: batches of them then need no crop or resize. */
+  size?: [number, number];
 }
 
 export type Source = ArraySource | FileSource;
@@ -55,8 +57,13 @@ export interface Dataset {
   std: number[];
   /** Images the statistics were computed from. */
   statsCount: number;
-  /** train minus val; val held out from the official train data by a seeded draw; test the official test split. */
+  /**
+   * train minus val; val held out from the official train data by a seeded draw (a folder's val/ as it is, when
+   * it has one); test the official test split (a folder's test/).
+   */
   splits: { train: Split; val: Split | null; test: Split | null };
+  /** Folder data: the directory each split's images come from (val null when held out of train, test when none). */
+  dirs?: { train: string; val: string | null; test: string | null };
   seed: number;
   /** Files that were not used (folder datasets: not images, or unreadable). */
   skipped: { count: number; examples: string[] };
@@ -296,12 +303,34 @@ export async function cachedStats(split: Split, entries: FileEntry[] | null, cac
 
 // ---------------------------------------------------------------------------------------------------------------
 
+/**
+ * The splits and where they come from, on one line. Folder data names each split's directory, as which folder
+ * feeds which split is a convention (torchvision's) a user should not have to guess:
+ *   train <- photos/train (38 images), val <- photos/val (18), test: none
+ *   train <- photos/train (34 images), val: 4 held out of photos/train (seed 0), test <- photos/test (18)
+ * Other data: `train 55000, val 5000 (held out), test 10000`.
+ */
+export function describeSplits(ds: Dataset): string {
+  const s = ds.splits;
+  const n = (x: Split | null) => (x ? x.indices.length : 0);
+  if (!ds.dirs) return `train ${n(s.train)}, val ${n(s.val)} (held out), test ${n(s.test)}`;
+  const { dirs } = ds;
+  const val = dirs.val
+    ? `val <- ${dirs.val} (${n(s.val)})`
+    : s.val
+      ? `val: ${n(s.val)} held out of ${dirs.train} (seed ${ds.seed})`
+      : "val: none";
+  return `train <- ${dirs.train} (${n(s.train)} images), ${val}, ${dirs.test ? `test <- ${dirs.test} (${n(s.test)})` : "test: none"}`;
+}
+
 export function describeDataset(ds: Dataset): string {
   const f = (xs: number[]) => `[${xs.map((x) => x.toFixed(4)).join(", ")}]`;
   const n = (s: Split | null) => (s ? String(s.indices.length) : "none");
   const lines = [
     `${ds.kind} (${ds.spec}): ${ds.classes.length} classes, ${ds.channels} channel${ds.channels > 1 ? "s" : ""}, ${ds.size ? `${ds.size[0]}x${ds.size[1]}` : "variable size"}`,
-    `splits: train ${n(ds.splits.train)}, val ${n(ds.splits.val)} (held out, seed ${ds.seed}), test ${n(ds.splits.test)}`,
+    ds.dirs
+      ? `splits: ${describeSplits(ds)}`
+      : `splits: train ${n(ds.splits.train)}, val ${n(ds.splits.val)} (held out, seed ${ds.seed}), test ${n(ds.splits.test)}`,
     `train mean ${f(ds.mean)} std ${f(ds.std)} (${ds.statsCount} images)`,
   ];
   if (ds.skipped.count > 0) lines.push(`skipped ${ds.skipped.count} unreadable or non-image files (e.g. ${ds.skipped.examples[0]})`);

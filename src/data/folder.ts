@@ -1,7 +1,8 @@
 /**
- * Image folders in torchvision ImageFolder's layout: ROOT/train/CLASS/**\/*.jpg and ROOT/val/CLASS/..., classes
- * sorted by name and numbered in that order. Files that are not images, or whose header cannot be read, are
- * skipped and counted rather than failing a run over one stray file; a class with nothing left is an error.
+ * Image folders in torchvision ImageFolder's layout: ROOT/train/CLASS/**\/*.jpg, and ROOT/val/CLASS/... and
+ * ROOT/test/CLASS/... when present, classes sorted by name (train/'s) and numbered in that order. Files that are not
+ * images, or whose header cannot be read, are skipped and counted rather than failing a run over one stray file; a
+ * class with nothing left is an error.
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
@@ -78,6 +79,8 @@ export interface ImageFolderSplit {
   skipped: string[];
   /** Size and mtime of every kept file, for cache keys. */
   entries: FileEntry[];
+  /** [H, W] shared by every kept image, from the headers; null when they differ or were not read (verify "none"). */
+  size: [number, number] | null;
 }
 
 export interface ScanOptions {
@@ -123,22 +126,23 @@ function walk(dir: string, out: { file: string; st: fs.Stats }[], seen: Set<stri
   }
 }
 
-async function readableImages(files: string[], concurrency: number): Promise<boolean[]> {
+/** Each file's [H, W] from its header, or null when the header does not decode. */
+async function readableImages(files: string[], concurrency: number): Promise<([number, number] | null)[]> {
   const sharp = await loadSharp();
-  const ok = new Array<boolean>(files.length).fill(false);
+  const sizes = new Array<[number, number] | null>(files.length).fill(null);
   let next = 0;
   const work = async () => {
     for (let i = next++; i < files.length; i = next++) {
       try {
         const m = await sharp(files[i]).metadata();
-        ok[i] = !!m.width && !!m.height;
+        if (m.width && m.height) sizes[i] = [m.height, m.width];
       } catch {
-        ok[i] = false;
+        sizes[i] = null;
       }
     }
   };
   await Promise.all(Array.from({ length: Math.min(concurrency, files.length) }, work));
-  return ok;
+  return sizes;
 }
 
 /**
@@ -169,19 +173,23 @@ export async function scanImageFolder(dir: string, classes?: readonly string[], 
       else skipped.push(e.file);
     }
   });
-  const ok =
-    (opts.verify ?? "header") === "header"
-      ? await readableImages(
-          candidates.map((c) => c.file),
-          opts.concurrency ?? 16,
-        )
-      : candidates.map(() => true);
+  const verify = (opts.verify ?? "header") === "header";
+  const sizes = verify
+    ? await readableImages(
+        candidates.map((c) => c.file),
+        opts.concurrency ?? 16,
+      )
+    : null;
   const counts = new Array<number>(names.length).fill(0);
+  // Unverified files have no known size: a common size is only claimed from headers that were read.
+  let size: [number, number] | null | undefined = verify ? undefined : null;
   candidates.forEach((c, i) => {
-    if (!ok[i]) {
+    const hw = sizes ? sizes[i] : undefined;
+    if (hw === null) {
       skipped.push(c.file);
       return;
     }
+    if (hw && size !== null) size = size === undefined || (size[0] === hw[0] && size[1] === hw[1]) ? hw : null;
     files.push(c.file);
     labels.push(c.label);
     entries.push({ file: c.file, size: c.st.size, mtimeMs: c.st.mtimeMs });
@@ -190,7 +198,7 @@ export async function scanImageFolder(dir: string, classes?: readonly string[], 
   const empty = names.filter((_, i) => counts[i] === 0);
   if (empty.length > 0) throw new VggError(`class${empty.length > 1 ? "es" : ""} with no readable images: ${list(empty)}`, dir);
   skipped.sort();
-  return { dir, classes: names, files, labels: Int32Array.from(labels), counts, skipped, entries };
+  return { dir, classes: names, files, labels: Int32Array.from(labels), counts, skipped, entries, size: size ?? null };
 }
 
 function list(xs: string[]): string {
@@ -202,17 +210,21 @@ export interface ImageFolderDataset {
   root: string;
   classes: string[];
   train: ImageFolderSplit;
-  /** ROOT/val: the official held-out images (ImageNet's validation set, the paper's test set). */
-  val: ImageFolderSplit;
+  /** ROOT/val, the validation split (torchvision's convention; ImageNet's validation set), when present. */
+  val: ImageFolderSplit | null;
+  /** ROOT/test, when present. */
+  test: ImageFolderSplit | null;
 }
 
-/** ROOT/train and ROOT/val with the same classes. */
+/**
+ * ROOT/train, and ROOT/val and ROOT/test when they exist, with train/'s classes: a val/ or test/ with other class
+ * folders would number its labels differently, so it is an error naming the folder and the classes.
+ */
 export async function scanFolderDataset(root: string, opts: ScanOptions = {}): Promise<ImageFolderDataset> {
   if (!isDir(root)) throw new VggError(fs.existsSync(root) ? "is not a directory" : "no such directory", root);
-  for (const sub of ["train", "val"]) {
-    if (!isDir(path.join(root, sub))) throw new VggError(`no '${sub}' folder (expected ${sub}/CLASS/image.jpg)`, root);
-  }
+  if (!isDir(path.join(root, "train")))
+    throw new VggError("no 'train' folder (expected train/CLASS/image.jpg, and val/ and test/ alike)", root);
   const train = await scanImageFolder(path.join(root, "train"), undefined, opts);
-  const val = await scanImageFolder(path.join(root, "val"), train.classes, opts);
-  return { root, classes: train.classes, train, val };
+  const other = (sub: string) => (isDir(path.join(root, sub)) ? scanImageFolder(path.join(root, sub), train.classes, opts) : null);
+  return { root, classes: train.classes, train, val: await other("val"), test: await other("test") };
 }

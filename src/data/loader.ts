@@ -205,6 +205,10 @@ export class BatchLoader {
     const src = split.source;
     if (src.kind === "array") {
       this.sampleShape = t.outputShape(src.c, src.h, src.w);
+    } else if (src.size) {
+      // Files of one known size (a folder of small images, padded as arrays are): a file that has changed size
+      // since the scan is reported by the batch builder, naming it.
+      this.sampleShape = t.outputShape(src.c, src.size[0], src.size[1]);
     } else {
       if (this.transforms.crop === undefined && this.transforms.resize === undefined) {
         throw new VggError("image files differ in size: the transforms need a crop or a resize to make batches");

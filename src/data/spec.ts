@@ -2,20 +2,32 @@
  * Data specs, the one string a user gives to name training data:
  *   fashion-mnist[:DIR]                     IDX files (default DIR: Debian's dataset-fashion-mnist)
  *   cifar10:DIR                             CIFAR-10 binary batches
- *   folder:DIR                              DIR/train/CLASS/*.jpg and DIR/val/CLASS/*.jpg
+ *   folder:DIR                              DIR/train/CLASS/*.jpg [DIR/val/CLASS/*.jpg] [DIR/test/CLASS/*.jpg]
  *   npy:X.npy,Y.npy[;XTEST.npy,YTEST.npy]   arrays
  * Opening one gives train / val / test splits: val is held out of the official train data (a seeded draw, so
- * the same seed always holds out the same images), test is the official test data. A folder's val/ folder is its
- * official held-out set (ImageNet's validation set is the paper's test set), so it becomes `test`. Arrays with no
- * test pair have no test split: carving one out as well would silently shrink the training data, and the held-out
- * val already measures generalisation.
+ * the same seed always holds out the same images), test is the official test data. A folder follows torchvision's
+ * ImageFolder convention instead: val/ is the validation split as it stands (nothing is held out of train/, and
+ * asking for a held-out size as well is an error rather than a second, silent validation set), test/ the test
+ * split; without val/ one is held out of train/. Data with no test data (arrays without a test pair, a folder
+ * without test/) have no test split: carving one out as well would silently shrink the training data, and val
+ * already measures generalisation.
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { VggError } from "../errors.js";
 import { loadCifar10 } from "./cifar.js";
-import { type ArraySource, cachedStats, type Dataset, defaultCacheDir, fullSplit, holdOut, type Source, valCount } from "./dataset.js";
-import { type ScanOptions, scanFolderDataset } from "./folder.js";
+import {
+  type ArraySource,
+  cachedStats,
+  type Dataset,
+  defaultCacheDir,
+  fullSplit,
+  holdOut,
+  type Source,
+  type Split,
+  valCount,
+} from "./dataset.js";
+import { type ImageFolderSplit, type ScanOptions, scanFolderDataset } from "./folder.js";
 import { readIdxImages, readIdxLabels } from "./idx.js";
 import { loadNpyPair } from "./npy-data.js";
 
@@ -84,7 +96,7 @@ export interface OpenOptions {
   /** Fixes the held-out validation draw (and the stats sample of large folders). Default 0. */
   seed?: number;
   /** Held-out validation images: a count, a fraction below 1, or 0 for none. Default 5000 for Fashion-MNIST and
-   *  CIFAR-10, 0.1 otherwise. */
+   *  CIFAR-10, 0.1 otherwise; a folder with val/ holds nothing out, and a count or fraction is an error there. */
   val?: number;
   /** Channels to decode folder images to (1 or 3). Default 3. */
   channels?: number;
@@ -140,6 +152,9 @@ export async function openDataset(spec: string | DataSpec, opts: OpenOptions = {
   let entries = null;
   let skipped: string[] = [];
   let defaultVal = 0.1;
+  // A folder's val/ (its images, the directory it came from) and where each split came from.
+  let valSource: Source | null = null;
+  let dirs: Dataset["dirs"];
 
   switch (ds.kind) {
     case "fashion-mnist": {
@@ -180,12 +195,25 @@ export async function openDataset(spec: string | DataSpec, opts: OpenOptions = {
       const channels = opts.channels ?? 3;
       if (channels !== 1 && channels !== 3) throw new VggError(`folder images decode to 1 or 3 channels, not ${channels}`);
       const f = await scanFolderDataset(ds.dir, { verify: opts.verify });
-      train = { kind: "files", files: f.train.files, labels: f.train.labels, c: channels };
-      test = { kind: "files", files: f.val.files, labels: f.val.labels, c: channels };
+      const present = [f.train, f.val, f.test].filter((s): s is ImageFolderSplit => s !== null);
+      size = folderSize(present);
+      const fixed = size ? { size } : {};
+      const source = (s: ImageFolderSplit): Source => ({ kind: "files", files: s.files, labels: s.labels, c: channels, ...fixed });
+      train = source(f.train);
+      if (f.val) {
+        if (opts.val !== undefined && opts.val !== 0)
+          throw new VggError(
+            `is the validation split already: --val ${opts.val} would hold out train/ images as a second one; drop --val (or remove val/ to hold images out of train/)`,
+            f.val.dir,
+          );
+        valSource = source(f.val);
+      }
+      if (f.test) test = source(f.test);
       classes = f.classes;
-      files = [...f.train.files, ...f.val.files];
+      files = present.flatMap((s) => s.files);
       entries = f.train.entries;
-      skipped = [...f.train.skipped, ...f.val.skipped];
+      skipped = present.flatMap((s) => s.skipped);
+      dirs = { train: f.train.dir, val: f.val?.dir ?? null, test: f.test?.dir ?? null };
       break;
     }
     case "npy": {
@@ -210,11 +238,9 @@ export async function openDataset(spec: string | DataSpec, opts: OpenOptions = {
     }
   }
 
-  const { train: trainSplit, val } = holdOut(
-    train,
-    valCount(train.kind === "array" ? train.n : train.files.length, opts.val ?? defaultVal),
-    seed,
-  );
+  const { train: trainSplit, val } = valSource
+    ? { train: fullSplit("train", train), val: fullSplit("val", valSource) as Split | null }
+    : holdOut(train, valCount(train.kind === "array" ? train.n : train.files.length, opts.val ?? defaultVal), seed);
   let stats: { mean: number[]; std: number[]; count: number };
   if (opts.stats) {
     const { mean, std } = opts.stats;
@@ -238,7 +264,26 @@ export async function openDataset(spec: string | DataSpec, opts: OpenOptions = {
     seed,
     skipped: { count: skipped.length, examples: skipped.slice(0, 10) },
     files,
+    ...(dirs ? { dirs } : {}),
   };
+}
+
+/**
+ * Folder images this large (ImageNet's input) or larger are photos: they keep the ImageNet recipe (input 224,
+ * shorter side to 256, random crop) even when all share one size, as the size a camera or a resizer happened to
+ * produce says nothing about the input the net should take. Smaller ones (28x28 digits, 32x32 or 96x96 thumbnails)
+ * are small fixed-size data, as Fashion-MNIST and CIFAR-10 are.
+ */
+const FOLDER_PHOTO_SIZE = 224;
+
+/**
+ * The size of a folder's images when every image of every split has it (from the headers the scan read), and it
+ * is small: the data's size then sets the default input (at least 32, smaller images padded as Fashion-MNIST's).
+ */
+function folderSize(splits: ImageFolderSplit[]): [number, number] | null {
+  const s = splits[0].size;
+  if (!s || Math.max(...s) >= FOLDER_PHOTO_SIZE) return null;
+  return splits.every((x) => x.size && x.size[0] === s[0] && x.size[1] === s[1]) ? s : null;
 }
 
 export function formatDataSpec(ds: DataSpec): string {

@@ -12,7 +12,7 @@ import { compileSpec, openCompiled } from "../compile.js";
 import { type Source, type Split, sourceImage } from "../data/dataset.js";
 import { BatchLoader } from "../data/loader.js";
 import { keyedRng, permutation } from "../data/rng.js";
-import { compileTransforms, type TransformConfig } from "../data/transforms.js";
+import { compileTransforms, scaledSize, type TransformConfig } from "../data/transforms.js";
 import { VggError } from "../errors.js";
 import { buildDenseGraph, denseMinMap } from "../graph/dense.js";
 import { evalBatchSize } from "../memory.js";
@@ -43,6 +43,8 @@ export interface ProtocolResult extends Scores {
   posteriors: Float32Array;
   labels: Int32Array;
   tally: Tally;
+  /** Set when the result is less than the protocol's name says (dense over images no larger than the input). */
+  note?: string;
 }
 
 /** The 5 x 5 crop positions (fractions of the free room) of multi-crop evaluation. */
@@ -68,6 +70,43 @@ export function subsetSplit(split: Split, n: number | undefined, seed = 0): Spli
   const perm = permutation(split.indices.length, keyedRng(seed, 0x5eb5e7));
   const pick = Int32Array.from(perm.subarray(0, n), (k) => split.indices[k]).sort();
   return { ...split, indices: pick };
+}
+
+/**
+ * Whether every test image at every scale in `scales` fits the network's input: then its padded canvas is the input
+ * size, so multi-crop cuts the same window 25 times and dense sees a 1x1 score map, and both reduce to the whole
+ * image and its mirror (Fashion-MNIST's 28x28 padded to 32 at its native scale). Images of varying size (native
+ * null) are not judged: each has its own aspect, and its longer side generally exceeds Q.
+ */
+export function imageFitsInput(scales: number[], inputSize: number, native: [number, number] | null): boolean {
+  if (!native) return false;
+  return scales.every((q) => {
+    // As geometry() below: Q equal to the native shorter side means no resampling.
+    const [h, w] = Math.min(native[0], native[1]) === q ? native : scaledSize(native[0], native[1], q);
+    return h <= inputSize && w <= inputSize;
+  });
+}
+
+/** Test scales that give multi-crop room to move: an eighth, a quarter and three eighths above the input (36,40,44 at 32). */
+const largerScales = (inputSize: number) => [1.125, 1.25, 1.375].map((f) => Math.round(inputSize * f)).join(",");
+
+const scaleWords = (scales: number[]) => (scales.length === 1 ? `scale ${scales[0]}` : `scales ${scales.join(",")}`);
+
+/**
+ * Multi-crop where its 25 crops are one window would only repeat dense under another name, so it is refused with
+ * the way out. `vgg train --test-protocol` reports this message as "not scored", hence the hint names `vgg eval`.
+ */
+export function checkCropRoom(protocol: Protocol, scales: number[], inputSize: number, native: [number, number] | null): void {
+  if (!protocol.includes("multicrop") || !imageFitsInput(scales, inputSize, native)) return;
+  throw new VggError(
+    `${protocol} at ${scaleWords(scales)}: the image is no larger than the ${inputSize}x${inputSize} crop, so all 25 crops are the same window and multicrop would equal dense; evaluate at scales above ${inputSize}, e.g. vgg eval --scales ${largerScales(inputSize)}`,
+  );
+}
+
+/** Dense over images that fit the input is still the paper's protocol, only a degenerate case of it: said, not refused. */
+export function denseNote(protocol: Protocol, scales: number[], inputSize: number, native: [number, number] | null): string | undefined {
+  if (protocol !== "dense" || !imageFitsInput(scales, inputSize, native)) return undefined;
+  return `at ${scaleWords(scales)} the image is no larger than the ${inputSize}x${inputSize} input, so dense sees a 1x1 score map: it equals single-crop averaged with the mirror image; for a larger map evaluate at scales above ${inputSize}, e.g. vgg eval --scales ${largerScales(inputSize)}`;
 }
 
 function geometry(q: number, inputSize: number, native: [number, number] | null): TransformConfig {
@@ -187,6 +226,9 @@ export async function evaluateProtocol(
 ): Promise<ProtocolResult> {
   if (!PROTOCOLS.includes(protocol)) throw new VggError(`unknown protocol '${protocol}' (known: ${PROTOCOLS.join(", ")})`);
   if (scales.length === 0) throw new VggError("no test scales");
+  const inputSize = model.inputShape[1];
+  checkCropRoom(protocol, scales, inputSize, o.native);
+  const note = denseNote(protocol, scales, inputSize, o.native);
   const t0 = performance.now();
   const K = model.options.numClasses;
   const n = split.indices.length;
@@ -200,7 +242,16 @@ export async function evaluateProtocol(
   }
   const labels = Int32Array.from(split.indices, (i) => split.source.labels[i]);
   const tally = tallyPosteriors(post, labels, K);
-  return { protocol, scales, ...scores(tally), seconds: (performance.now() - t0) / 1000, posteriors: post, labels, tally };
+  return {
+    protocol,
+    scales,
+    ...scores(tally),
+    seconds: (performance.now() - t0) / 1000,
+    posteriors: post,
+    labels,
+    tally,
+    ...(note ? { note } : {}),
+  };
 }
 
 /** Metrics of averaged posteriors: log-posteriors scored as logits (loss = -log p(true class)). */

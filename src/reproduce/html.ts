@@ -5,7 +5,8 @@
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
-import { agreesText, fmtDuration, pct, type ReportTable, resultTables, settingsList, trainingTable } from "./markdown.js";
+import { chanceWarning, verdictText } from "./findings.js";
+import { fmtDuration, pct, type ReportTable, resultTables, settingsList, trainingTable } from "./markdown.js";
 import type { ConfigResult, ProtocolResult, ReproduceResults } from "./results.js";
 
 /** Charts the page draws: validation top-1, training loss, top-1 error per protocol. */
@@ -166,7 +167,7 @@ function findings(r: ReproduceResults): string {
   if (!r.findings.length) return `<p class="note">No findings.</p>`;
   const rows = r.findings.map(
     (f) =>
-      `<tr><td>${esc(f.question)}</td><td>${esc(f.paper)}</td><td>${esc(f.ours)}</td><td class="agree-${esc(agreesText(f.agrees))}">${esc(agreesText(f.agrees))}</td></tr>`,
+      `<tr><td>${esc(f.question)}</td><td>${esc(f.paper)}</td><td>${esc(f.ours)}</td><td class="agree-${f.agrees === null ? "undecided" : f.agrees ? "yes" : "no"}">${esc(verdictText(f))}</td></tr>`,
   );
   return `<table class="findings"><thead><tr><th>question</th><th>paper</th><th>ours</th><th>agrees</th></tr></thead><tbody>${rows.join("\n")}</tbody></table>`;
 }
@@ -178,6 +179,8 @@ table { border-collapse: collapse; margin: 8px 0; } th, td { border: 1px solid #
 .num, .confusion td { text-align: right; } thead th { background: #f3f3f3; }
 .paper { color: #555; background: #fafaf0; } .note { color: #555; margin: 4px 0; }
 .findings td { text-align: left; vertical-align: top; } .agree-yes { color: #166534; } .agree-no { color: #b91c1c; }
+.agree-undecided { color: #555; }
+.warning { background: #fef3c7; border: 1px solid #d97706; padding: 8px 12px; }
 .confusion td, .confusion th { font-size: 12px; padding: 2px 5px; }
 .charts { display: grid; grid-template-columns: 1fr 1fr; gap: 16px; } .chart { position: relative; height: 320px; }
 .chart.wide { grid-column: 1 / -1; }
@@ -204,13 +207,16 @@ const DRAW = `(() => {
 
 export function renderHtml(r: ReproduceResults): string {
   const specs = chartSpecs(r);
+  const warning = chanceWarning(r);
+  // First thing under the title, so that nobody reads the tables as results when the nets have not learned.
+  const banner = warning ? `<p class="warning" id="chance-warning"><strong>Warning:</strong> ${esc(warning)}</p>\n` : "";
   const canvas = (id: string, wide = false) => `<div class="chart${wide ? " wide" : ""}"><canvas id="${id}"></canvas></div>`;
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>${esc(`VGG reproduction: ${r.data}`)}</title><style>${CSS}</style></head>
 <body>
 <h1>${esc(`VGG configs A-E on ${r.data}: the paper's experiments, reproduced`)}</h1>
-<dl>${settingsList(r)
+${banner}<dl>${settingsList(r)
     .map(([k, v]) => `<dt>${esc(k)}</dt><dd>${esc(v)}</dd>`)
     .join("")}</dl>
 <pre><code>${esc(r.command)}</code></pre>

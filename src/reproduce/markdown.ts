@@ -2,6 +2,7 @@
  * `vgg reproduce`'s report.md, and the result tables it shares with the HTML report (built once here, so both show
  * the same rows). Our rates are fractions (as src/eval/metrics.ts gives them); the paper's are ImageNet percents.
  */
+import { chanceWarning, verdictText } from "./findings.js";
 import type { ConfigResult, PaperRow, ProtocolName, ProtocolResult, ReproduceResults } from "./results.js";
 
 export interface ReportTable {
@@ -138,8 +139,6 @@ export function settingsList(r: ReproduceResults): [string, string][] {
   ];
 }
 
-export const agreesText = (a: boolean | null): string => (a === null ? "n/a" : a ? "yes" : "no");
-
 /** Markdown tables cannot hold a `|` or a line break in a cell. */
 const mdCell = (s: string) => s.replace(/\\/g, "\\\\").replace(/\|/g, "\\|").replace(/\r?\n/g, " ");
 
@@ -152,15 +151,19 @@ function mdTable(t: ReportTable): string[] {
   return [`## ${t.title}`, "", t.note, "", line(t.head), `|${t.head.map(() => "---").join("|")}|`, ...body, ""];
 }
 
+/** The findings as report.md lists them (README's sample is this block, verbatim). */
+export function findingsMarkdown(r: ReproduceResults): string[] {
+  return r.findings.flatMap((f) => [`- **${f.question}** Agrees: ${verdictText(f)}.`, `  - paper: ${f.paper}`, `  - ours: ${f.ours}`]);
+}
+
 export function renderMarkdown(r: ReproduceResults): string {
-  const findings = r.findings.flatMap((f) => [
-    `- **${f.question}** (agrees: ${agreesText(f.agrees)})`,
-    `  - paper: ${f.paper}`,
-    `  - ours: ${f.ours}`,
-  ]);
+  const findings = findingsMarkdown(r);
+  const warning = chanceWarning(r);
   return [
     `# VGG configs A-E on ${r.data}: the paper's experiments, reproduced`,
     "",
+    // First, so that nobody reads the tables below as results when the nets have not learned.
+    ...(warning ? [`> **Warning:** ${warning}`, ""] : []),
     "Errors are ours on the test split, in %; the paper's are ILSVRC-2012 validation errors at ImageNet scales, shown",
     "beside the row of the same kind. Compare directions (deeper better? jitter helps?), not magnitudes.",
     "",

@@ -84,8 +84,10 @@ export interface Finding {
   paper: string;
   /** What our numbers say, with the numbers. */
   ours: string;
-  /** Whether our numbers agree with the paper's answer. */
+  /** Whether our numbers agree with the paper's answer; null when not decided. */
   agrees: boolean | null;
+  /** Why it is not decided: "within noise", or the nets at chance (absent in results written before it existed). */
+  undecided?: string;
 }
 
 export interface ReproduceResults {

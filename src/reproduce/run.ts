@@ -13,13 +13,13 @@ import { openDataset } from "../data/spec.js";
 import { presetTransforms } from "../data/transforms.js";
 import { VggError } from "../errors.js";
 import { scores } from "../eval/metrics.js";
-import { type ProtocolResult as Evaluated, evaluateProtocol, subsetSplit, tallyPosteriors } from "../eval/protocols.js";
+import { type ProtocolResult as Evaluated, evaluateProtocol, imageFitsInput, subsetSplit, tallyPosteriors } from "../eval/protocols.js";
 import { benchTrain } from "../train/bench.js";
 import { type TrainConfig, type TrainResult, train } from "../train/trainer.js";
 import { writeFileAtomic } from "../weights/atomic.js";
 import { loadWeights } from "../weights/load.js";
 import { buildModel, type ModelOptions, paramCount } from "../zoo/model.js";
-import { findings } from "./findings.js";
+import { chanceWarning, findings } from "./findings.js";
 import { renderHtml } from "./html.js";
 import { renderMarkdown } from "./markdown.js";
 import { PAPER_ROWS } from "./paper.js";
@@ -100,6 +100,15 @@ export async function reproduce(o: ReproduceOptions, log: (l: string) => void = 
     const j = CONFIG_ARCHS[o.jitterConfig];
     runs.push({ name: o.jitterConfig, ...j, trainScale: o.jitter, dir: join(o.out, "runs", `${o.jitterConfig}-jitter`) });
   }
+  // Multi-crop at scales where every test image fits the crop would repeat dense (evaluateProtocol refuses it): say
+  // so before any training, naming this command's flag.
+  for (const r of runs) {
+    const { multi } = testScales(r.trainScale, 4);
+    if (imageFitsInput(multi, o.inputSize, ds.size))
+      throw new VggError(
+        `${typeof r.trainScale === "number" ? `--scale ${r.trainScale}` : `--jitter ${scaleText(r.trainScale)}`}: at the multi-scale test scales ${multi.join(",")} every test image fits the ${o.inputSize}x${o.inputSize} crop, so multi-crop would equal dense; use ${typeof r.trainScale === "number" ? `--scale ${o.inputSize - 3} or more (default 36)` : `an Smax above ${o.inputSize}`}`,
+      );
+  }
   const modelOpts = (): ModelOptions => ({
     widthDivisor: o.widthDivisor,
     head: o.head,
@@ -168,6 +177,7 @@ export async function reproduce(o: ReproduceOptions, log: (l: string) => void = 
       log(
         `  ${p.padEnd(15)} Q ${scales.join(",").padEnd(10)} top-1 error ${(100 * e.top1Error).toFixed(2)}%  top-5 error ${(100 * e.top5Error).toFixed(2)}%  (${e.seconds.toFixed(0)} s)`,
       );
+      if (e.note) log(`  note: ${e.note}`);
       evals.push(e);
       return e;
     };
@@ -258,6 +268,8 @@ export async function reproduce(o: ReproduceOptions, log: (l: string) => void = 
   writeFileAtomic(join(o.out, "report.md"), enc(renderMarkdown(out)));
   writeFileAtomic(join(o.out, "report.html"), enc(renderHtml(out)));
   log(`\nwrote ${join(o.out, "report.html")}, report.md, results.json (${(out.wallSeconds / 60).toFixed(1)} min)`);
+  const warning = chanceWarning(out);
+  if (warning) log(`warning: ${warning}`);
   return out;
 }
 

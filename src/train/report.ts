@@ -14,7 +14,7 @@ export function writeReport(
   test: Scores | null,
   bestEpoch: number,
   seconds: number,
-  testProtocol?: Scores & { protocol: string; scales: number[] },
+  testProtocol?: Scores & { protocol: string; scales: number[]; note?: string },
 ): string {
   const rows = history.map(
     (m) =>
@@ -33,7 +33,7 @@ export function writeReport(
     ...(testProtocol
       ? [
           "",
-          `The same weights under the ${testProtocol.protocol} protocol (test scale ${testProtocol.scales.join(", ")}): top-1 ${pct(testProtocol.top1)}%, top-5 ${pct(testProtocol.top5)}%, loss ${testProtocol.loss.toFixed(4)}.`,
+          `The same weights under the ${testProtocol.protocol} protocol (test scale ${testProtocol.scales.join(", ")}): top-1 ${pct(testProtocol.top1)}%, top-5 ${pct(testProtocol.top5)}%, loss ${testProtocol.loss.toFixed(4)}.${testProtocol.note ? ` Note: ${testProtocol.note}.` : ""}`,
         ]
       : []),
     "",

@@ -10,9 +10,9 @@
  * the same weights and metrics as one never interrupted (the data a step sees is a function of (seed, epoch,
  * batch), its dropout of (seed, step)).
  */
-import { existsSync, mkdirSync, readFileSync } from "node:fs";
-import { basename, join } from "node:path";
-import type { Dataset } from "../data/dataset.js";
+import { existsSync, mkdirSync, readFileSync, rmdirSync } from "node:fs";
+import { basename, dirname, join, resolve } from "node:path";
+import { type Dataset, describeSplits } from "../data/dataset.js";
 import { BatchLoader } from "../data/loader.js";
 import { openDataset } from "../data/spec.js";
 import { evalScale, presetTransforms, type TransformConfig } from "../data/transforms.js";
@@ -181,11 +181,13 @@ export class TrainInterrupted extends VggError {
 export async function train(cfgIn: TrainConfig, log: Log = (l) => console.log(l)): Promise<TrainResult> {
   const t0 = performance.now();
   const dir = cfgIn.out;
+  // The first directory this call creates (undefined: it existed), removed again should the run fail before writing.
+  let created: string | undefined;
   if (cfgIn.resume) {
     if (!existsSync(dir)) throw new VggError("no checkpoint to resume from", checkpointPaths(dir, "last").weights);
   } else {
     try {
-      mkdirSync(dir, { recursive: true });
+      created = mkdirSync(dir, { recursive: true });
     } catch (err) {
       throw fsError(dir, err, "create the run directory");
     }
@@ -216,11 +218,32 @@ export async function train(cfgIn: TrainConfig, log: Log = (l) => console.log(l)
   };
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
+  let done = false;
   try {
-    return await trainLocked(cfgIn, log, t0, sigint);
+    const result = await trainLocked(cfgIn, log, t0, sigint);
+    done = true;
+    return result;
   } finally {
     sigint.detach();
     lock.release();
+    if (!done && created) removeEmptyDirs(dir, created);
+  }
+}
+
+/**
+ * Removes `dir`, then its parents up to `top`, each only while empty: a run refused before it wrote anything (unknown
+ * arch, missing data, refused --init-from) leaves no directory behind. rmdir refuses a directory that holds anything,
+ * so a run's files (an interrupted run's checkpoint) are never touched.
+ */
+function removeEmptyDirs(dir: string, top: string): void {
+  const stop = resolve(top);
+  for (let d = resolve(dir); ; d = dirname(d)) {
+    try {
+      rmdirSync(d);
+    } catch {
+      return; // not empty, or gone: kept as it is
+    }
+    if (d === stop || dirname(d) === d) return;
   }
 }
 
@@ -691,7 +714,7 @@ function describeRun(cfg: RunConfig, ds: Dataset, model: VggModel, tf: Transform
       : ` (last batch of ${rest} dropped${cfg.dropLast === false ? ": batch norm needs 2 or more images" : ""})`;
   return [
     `${cfg.arch}: ${model.options.head} head, width /${model.options.widthDivisor}, input ${model.inputShape.join("x")}, ${model.options.numClasses} classes`,
-    `data ${cfg.data}: train ${n(s.train)}, val ${n(s.val)} (held out), test ${n(s.test)}`,
+    `data ${cfg.data}: ${describeSplits(ds)}`,
     `SGD lr ${cfg.lr} momentum ${cfg.momentum} weight decay ${cfg.weightDecay}${cfg.nesterov ? " nesterov" : ""}, batch ${cfg.batchSize}${dropped}, ${cfg.epochs} epochs, schedule ${cfg.schedule}, init ${cfg.init}, seed ${cfg.seed}`,
     `augmentation ${JSON.stringify({ ...tf, mean: undefined, std: undefined })}`,
     `normalisation ${cfg.normalizeTo ? `${cfg.normalizeTo.from} mean/std` : (cfg.normalize ?? "meanstd")}${tf.mean ? ` (mean ${fmtList(tf.mean)}, std ${fmtList(tf.std ?? [])})` : ""}`,

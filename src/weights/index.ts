@@ -31,23 +31,25 @@ export function detectWeightsFormat(path: string): WeightsFormat | null {
   });
 }
 
-/** Reads a state dict from a torch.save file (zip or legacy) or a safetensors file. */
-export function loadStateDict(path: string): StateDict {
+/**
+ * The format of a weights file, or a VggError saying it is not one (a .npy array, or unrecognised bytes). Commands
+ * call it before anything else about the file, so a file that is no weights at all is reported as that first.
+ */
+export function weightsFormat(path: string): "pth-zip" | "pth-legacy" | "safetensors" {
   let format: WeightsFormat | null;
   try {
     format = detectWeightsFormat(path);
   } catch (err) {
     throw fsError(path, err);
   }
-  switch (format) {
-    case "pth-zip":
-    case "pth-legacy":
-      return readPth(path);
-    case "safetensors":
-      return readSafetensors(path);
-    case "npy":
-      throw new VggError("this is a .npy array, not a weights file (want a PyTorch .pth/.pt or a .safetensors state dict)", path);
-    default:
-      throw new VggError("unknown weights format (want a PyTorch .pth/.pt or a .safetensors state dict)", path);
-  }
+  if (format === "npy")
+    throw new VggError("this is a .npy array, not a weights file (want a PyTorch .pth/.pt or a .safetensors state dict)", path);
+  if (format === null)
+    throw new VggError("not a weights file: unknown weights format (want a PyTorch .pth/.pt or a .safetensors state dict)", path);
+  return format;
+}
+
+/** Reads a state dict from a torch.save file (zip or legacy) or a safetensors file. */
+export function loadStateDict(path: string): StateDict {
+  return weightsFormat(path) === "safetensors" ? readSafetensors(path) : readPth(path);
 }

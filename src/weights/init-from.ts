@@ -7,11 +7,10 @@
  */
 import { inFile, VggError } from "../errors.js";
 import { type StateDict, shapeStr } from "../tensor.js";
-import { ARCHS } from "../zoo/configs.js";
-import { buildModel, stateSpec, type VggModel } from "../zoo/model.js";
+import type { VggModel } from "../zoo/model.js";
 import { resolveWeights } from "./hub.js";
 import { loadStateDict } from "./index.js";
-import { stripModulePrefix } from "./match.js";
+import { stripModulePrefix, zooFits } from "./match.js";
 
 export const COPIED_CONVS = 4;
 
@@ -31,12 +30,8 @@ export function paperConvs(m: VggModel): { paper: string; name: string; bn: stri
 
 /** The zoo arch whose state dict `sd` is, at the target's width, head, classes and channels. */
 function identify(sd: StateDict, target: VggModel, file?: string): VggModel {
-  for (const a of ARCHS) {
-    const m = buildModel(a.name, { ...target.options, config: undefined, batchNorm: undefined, lrn: undefined });
-    const spec = stateSpec(m).filter((e) => e.param.suffix !== "num_batches_tracked");
-    const n = [...sd.keys()].filter((k) => !k.endsWith("num_batches_tracked")).length;
-    if (n === spec.length && spec.every((e) => sd.get(e.key)?.shape.join() === e.param.shape.join())) return m;
-  }
+  const [m] = zooFits(sd, target.options);
+  if (m) return m;
   const o = target.options;
   throw new VggError(
     `not a zoo VGG at ${target.arch}'s width /${o.widthDivisor}, ${o.head} head, ${o.numClasses} classes and ${o.inChannels} input channels: net A must agree in all of them`,

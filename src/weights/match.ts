@@ -5,7 +5,8 @@
 import { VggError } from "../errors.js";
 import type { ParamSpec } from "../ops/types.js";
 import { numel, type StateDict, shapeStr, type Tensor } from "../tensor.js";
-import { stateSpec, type VggModel } from "../zoo/model.js";
+import { ARCHS } from "../zoo/configs.js";
+import { buildModel, type ModelOptions, stateSpec, type VggModel } from "../zoo/model.js";
 
 function toFloat32(t: Tensor): Float32Array {
   const d = t.data;
@@ -87,9 +88,76 @@ function missing(m: VggModel, key: string, param: ParamSpec, file?: string): Ten
   throw new VggError(`missing key '${key}' (shape ${shapeStr(param.shape)}) for ${describe(m)}`, file);
 }
 
-/** Strict: every key present, no extras, every shape equal. */
+/**
+ * The zoo models whose state dict `sd` is (every key and shape, BN counters aside) at the options `o` (width, head,
+ * classes, input channels), in ARCHS order.
+ */
+export function zooFits(sd: StateDict, o: ModelOptions): VggModel[] {
+  const n = [...sd.keys()].filter((k) => !k.endsWith("num_batches_tracked")).length;
+  // Parameter shapes do not depend on the input size: 224 is one every zoo config takes.
+  const zoo = { ...o, inputSize: 224, config: undefined, batchNorm: undefined, lrn: undefined };
+  return ARCHS.map((a) => buildModel(a.name, zoo)).filter((m) => {
+    const spec = stateSpec(m).filter((e) => e.param.suffix !== "num_batches_tracked");
+    return n === spec.length && spec.every((e) => sameShape(sd.get(e.key)?.shape ?? [], e.param.shape));
+  });
+}
+
+/** Rows of the file's last FC layer (classifier.6, or the compact head's classifier): its number of classes. */
+function fileClasses(sd: StateDict): number | undefined {
+  let last: { at: number; rows: number } | undefined;
+  for (const [k, t] of sd) {
+    const fc = /^classifier(?:\.(\d+))?\.weight$/.exec(k);
+    if (!fc || t.shape.length !== 2) continue;
+    const at = Number(fc[1] ?? 0);
+    if (!last || at > last.at) last = { at, rows: t.shape[0] };
+  }
+  return last?.rows;
+}
+
+/**
+ * What the file holds where it differs from `m`, and the flags that load it: its class count (its last FC's rows),
+ * input channels (its first conv's) and the zoo arch its keys fit at those and `m`'s width and head. A mismatch error
+ * alone names one key; this says which model the file is. Empty when the file tells nothing beyond the error.
+ */
+function fileHint(m: VggModel, sd: StateDict): string {
+  const asked = m.options;
+  const classes = fileClasses(sd) ?? asked.numClasses;
+  const first = sd.get("features.0.weight")?.shape;
+  const channels = first?.length === 4 ? first[1] : asked.inChannels;
+  const fits = zooFits(sd, { ...asked, numClasses: classes, inChannels: channels }).map((f) => f.arch);
+  const arch = fits.length > 0 && !fits.includes(m.arch) ? fits[0] : undefined;
+  const flags: string[] = [];
+  const details: string[] = [];
+  if (arch) flags.push(`--arch ${arch}`);
+  if (classes !== asked.numClasses) {
+    flags.push(`--num-classes ${classes}`);
+    details.push(`${classes} classes`);
+  }
+  if (channels !== asked.inChannels) {
+    flags.push(`--in-channels ${channels}`);
+    details.push(`${channels} input channel${channels === 1 ? "" : "s"}`);
+  }
+  if (flags.length === 0) return "";
+  const what = arch
+    ? `the file fits ${fits.join(" or ")}${details.length > 0 ? ` with ${details.join(" and ")}` : ""}`
+    : `the file has ${details.join(" and ")}`;
+  return `; ${what}: pass ${flags.join(" ")}`;
+}
+
+/** Strict: every key present, no extras, every shape equal. A mismatch says which model the file is, if it can. */
 export function matchStateDict(m: VggModel, sdIn: StateDict, file?: string): StateDict {
   const sd = stripModulePrefix(sdIn);
+  try {
+    return matchStrict(m, sd, file);
+  } catch (err) {
+    const hint = err instanceof VggError ? fileHint(m, sd) : "";
+    if (!(err instanceof VggError) || hint === "") throw err;
+    const msg = err.file ? err.message.slice(err.file.length + 2) : err.message;
+    throw new VggError(`${msg}${hint}`, err.file);
+  }
+}
+
+function matchStrict(m: VggModel, sd: StateDict, file?: string): StateDict {
   const out: StateDict = new Map();
   for (const { key, param } of stateSpec(m)) {
     const t = sd.get(key);
