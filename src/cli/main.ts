@@ -64,8 +64,9 @@ for (const r of [
 // --weights imagenet | an entry name | a URL becomes the local file before any command runs (downloaded once into the
 // cache), so every command that takes weights takes them by name; `vgg train --init` resolves its own in the trainer.
 program.hook("preAction", async (_program, action) => {
-  const o = action.opts<{ weights?: unknown; arch?: string; tap?: unknown }>();
+  const o = action.opts<{ weights?: unknown; arch?: string }>();
   if (typeof o.weights !== "string" || action.name() === "train") return;
+  // A tap the model lacks is refused before the weights are fetched (a download of 500 MB) or read.
   checkTapFlags(action.opts());
   const tty = process.stderr.isTTY;
   action.setOptionValue(
