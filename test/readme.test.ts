@@ -149,6 +149,13 @@ test("README's commands run as written (or are listed with the reason they are n
   assert.ok(ran >= 20, `only ${ran} commands ran`);
 });
 
+test("README says how to run `vgg` after npm ci (npx, or npm link for a bare vgg)", () => {
+  const md = readFileSync(join(ROOT, "README.md"), "utf8");
+  const top = md.slice(0, md.indexOf("## Library"));
+  assert.match(top, /`npx vgg \.\.\.`/);
+  assert.match(top, /`npm link`/);
+});
+
 test("readmeCommands joins continuation and synopsis lines and drops comments", () => {
   const md = "```sh\n# c\nvgg a --x 1 \\\n  --y 2   # note\nvgg b [--z]\n     [--w]\n\nnpm test\n```\n";
   assert.deepEqual(readmeCommands(md), ["vgg a --x 1 --y 2", "vgg b [--z] [--w]", "npm test"]);
