@@ -23,6 +23,7 @@ from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from reference_models import VGG  # noqa: E402
+from torch_train_bench import time_steps  # noqa: E402
 
 
 def main() -> None:
@@ -47,19 +48,7 @@ def main() -> None:
             p.requires_grad_(False)
         model.features.eval()
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.01, momentum=0.9, weight_decay=5e-4)
-    crit = nn.CrossEntropyLoss()
-    x = torch.randn(a.batch, 3, a.size, a.size)
-    y = torch.randint(0, a.classes, (a.batch,))
-    times = []
-    for k in range(a.warmup + a.steps):
-        t0 = time.perf_counter()
-        opt.zero_grad(set_to_none=True)
-        loss = crit(model(x), y)
-        loss.backward()
-        opt.step()
-        dt = (time.perf_counter() - t0) * 1000
-        if k >= a.warmup:
-            times.append(dt)
+    times = time_steps(model, opt, a)
     med = statistics.median(times)
     ru = resource.getrusage(resource.RUSAGE_SELF)
     print(json.dumps({"engine": "pytorch", "torch": torch.__version__, "arch": a.arch, "head": a.head, "batch": a.batch,

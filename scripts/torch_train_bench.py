@@ -24,6 +24,24 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from reference_models import VGG  # noqa: E402
 
 
+def time_steps(model, opt, a):
+    """Milliseconds of each SGD step after a.warmup untimed ones, on one random batch (a.batch, a.size, a.classes)."""
+    crit = nn.CrossEntropyLoss()
+    x = torch.randn(a.batch, 3, a.size, a.size)
+    y = torch.randint(0, a.classes, (a.batch,))
+    times = []
+    for k in range(a.warmup + a.steps):
+        t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        loss = crit(model(x), y)
+        loss.backward()
+        opt.step()
+        dt = (time.perf_counter() - t0) * 1000
+        if k >= a.warmup:
+            times.append(dt)
+    return times
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--arch", default="vgg11_bn")
@@ -41,19 +59,7 @@ def main() -> None:
     model = VGG(a.arch, num_classes=a.classes, width_divisor=a.width_divisor, head=a.head, dropout=0.0)
     model.train()
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
-    crit = nn.CrossEntropyLoss()
-    x = torch.randn(a.batch, 3, a.size, a.size)
-    y = torch.randint(0, a.classes, (a.batch,))
-    times = []
-    for k in range(a.warmup + a.steps):
-        t0 = time.perf_counter()
-        opt.zero_grad(set_to_none=True)
-        loss = crit(model(x), y)
-        loss.backward()
-        opt.step()
-        dt = (time.perf_counter() - t0) * 1000
-        if k >= a.warmup:
-            times.append(dt)
+    times = time_steps(model, opt, a)
     med = statistics.median(times)
     print(json.dumps({"engine": "pytorch", "torch": torch.__version__, "arch": a.arch, "head": a.head, "batch": a.batch,
                       "size": a.size, "threads": torch.get_num_threads(), "ms": [round(t, 1) for t in times],
