@@ -112,3 +112,21 @@ test("train(): one call with the CLI's defaults; createModel then reads the chec
   assert.equal(m.preprocessing.name, "checkpoint");
   await m.release();
 });
+
+test("createModel with features-only weights (NaN classifier): features work, classify is refused in one line", async () => {
+  const dir = tmp();
+  const m = buildModel("vgg11", SMALL);
+  const sd = initWeights(m, "torchvision", 7);
+  for (const [k, t] of sd) if (k.startsWith("classifier")) (t.data as Float32Array).fill(Number.NaN);
+  const file = join(dir, "features-only.safetensors");
+  writeSafetensors(file, sd);
+  const a = await png(join(dir, "a.png"), 3);
+  const net = await createModel("vgg11", { ...SMALL, weights: file });
+  try {
+    const f = await net.features([a], ["relu3_2"], { pool: "max" });
+    assert.deepEqual(f.features.relu3_2.shape, [1, 16]);
+    await assert.rejects(net.classify(a), /all NaN: these are features-only weights/);
+  } finally {
+    await net.release();
+  }
+});

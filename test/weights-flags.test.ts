@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
@@ -100,7 +100,23 @@ test("features-only weights: refused for logits, fine for conv taps", async () =
 test("--weights imagenet: an arch without published weights, and an unreachable mirror, are one-line errors", async () => {
   assertCleanError(await vggAsync(["predict", "--arch", "vgg11_lrn", "--weights", "imagenet", join(dir, "a.png")], { env }), /vgg11_lrn/);
   const dead = { ...env, VGG_WEIGHTS_MIRROR: "http://127.0.0.1:9/models/" };
+  // vgg distance is VGG16's without --arch: imagenet means vgg16's weights there.
+  assertCleanError(
+    await vggAsync(["distance", join(dir, "a.png"), join(dir, "a.png"), "--weights", "imagenet"], { env: dead }),
+    /127\.0\.0\.1:9\/models\/vgg16-397923af\.pth/,
+  );
   const r = await vggAsync(["predict", "--arch", "vgg16", "--weights", "imagenet", join(dir, "a.png")], { env: dead });
   assertCleanError(r, /127\.0\.0\.1:9\/models\/vgg16-397923af\.pth.*vgg16-397923af\.pth/);
   assert.ok(r.stderr.includes(join(home, "weights", "vgg16-397923af.pth")), r.stderr);
+});
+
+test("vgg eval of a bare weights file normalises with the weights' statistics (torchvision's ImageNet), not the data's", async () => {
+  const f = join(dir, "bare.safetensors");
+  writeFileSync(f, weightsBytes(false));
+  const data = `npy:${toyData(dir, 8, 12)};${toyData(dir, 8, 13)}`;
+  const r = await vggAsync(["eval", ...MODEL, "--in-channels", "3", "--weights", f, "--data", data, "--json"], { env });
+  assert.equal(r.status, 0, r.stderr);
+  // 1-channel data with a 3-channel model: ImageNet's statistics averaged over RGB.
+  const n = (JSON.parse(r.stdout) as { normalization: { mean: number[]; std: number[] } }).normalization;
+  assert.ok(Math.abs(n.mean[0] - 0.449) < 1e-6 && Math.abs(n.std[0] - 0.226) < 1e-6, JSON.stringify(n));
 });

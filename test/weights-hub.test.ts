@@ -439,7 +439,7 @@ test("two resolves of one file in one process share the download", async () => {
   assert.ok(!fs.existsSync(`${a}.lock`));
 });
 
-test("a lock left by a dead process is taken over; one held by a live process is a one-line error", async () => {
+test("a lock left by a dead process is taken over; one held by a live process with no progress is a one-line error", async () => {
   const home = freshHome();
   const name = `locked-${hash8}.safetensors`;
   routes.set(`/files/${name}`, serveFile(body));
@@ -453,9 +453,141 @@ test("a lock left by a dead process is taken over; one held by a live process is
   fs.rmSync(dest);
   fs.writeFileSync(`${dest}.lock`, String(process.ppid));
   await assert.rejects(
-    resolveWeights(`${base}/files/${name}`),
-    new RegExp(`is being downloaded by process ${process.ppid}; wait for it, or delete ${dest}\\.lock if that process is gone$`),
+    resolveWeights(`${base}/files/${name}`, { timeoutMs: 300 }),
+    new RegExp(
+      `is being downloaded by process ${process.ppid}, with no progress for 300 ms; wait for it, or delete ${dest}\\.lock if that process is gone$`,
+    ),
   );
+  assert.ok(fs.existsSync(`${dest}.lock`), "a live process's lock is left alone");
+});
+
+test("a lock held by a live process is waited for; then its download is used, with no request", async () => {
+  const home = freshHome();
+  const name = `waited-${hash8}.safetensors`;
+  routes.set(`/files/${name}`, serveFile(body));
+  const dest = join(home, "weights", name);
+  fs.mkdirSync(join(home, "weights"));
+  fs.writeFileSync(`${dest}.lock`, String(process.ppid));
+  setTimeout(() => {
+    fs.writeFileSync(dest, body); // the other process finishes ...
+    fs.rmSync(`${dest}.lock`); // ... and lets go
+  }, 400);
+  const lines: string[] = [];
+  assert.equal(await resolveWeights(`${base}/files/${name}`, { timeoutMs: 5000, log: (l) => lines.push(l) }), dest);
+  assert.equal(requestsTo(`/files/${name}`).length, 0);
+  assert.deepEqual(lines.slice(0, 1), [`waiting for process ${process.ppid}, which is downloading ${dest}`]);
+  assert.equal(lines.filter((l) => l.startsWith("waiting")).length, 1, "one line, not one per poll");
+  assert.ok(!fs.existsSync(`${dest}.lock`));
+  // A lock let go without a file (the other process failed): this one downloads it.
+  fs.rmSync(dest);
+  fs.writeFileSync(`${dest}.lock`, String(process.ppid));
+  setTimeout(() => fs.rmSync(`${dest}.lock`), 300);
+  assert.equal(await resolveWeights(`${base}/files/${name}`, { timeoutMs: 5000 }), dest);
+  assert.equal(requestsTo(`/files/${name}`).length, 1);
+  assert.ok(fs.readFileSync(dest).equals(body));
+  // A stale lock holding no pid at all is taken over too, and no temp file is left behind.
+  fs.rmSync(dest);
+  fs.writeFileSync(`${dest}.lock`, "");
+  assert.equal(await resolveWeights(`${base}/files/${name}`), dest);
+  assert.deepEqual(fs.readdirSync(join(home, "weights")).sort(), [name, `${name}.verified`]);
+});
+
+test("URLs without a hash prefix are cached per URL: two model.pth never share a file; an HTML page is refused", async () => {
+  const home = freshHome();
+  const other = Buffer.from(body);
+  other[other.length - 1] ^= 1; // same format, other bytes
+  routes.set("/a/model.pth", serveFile(body));
+  routes.set("/b/model.pth", serveFile(other));
+  routes.set("/c/model.pth", (_req, res) =>
+    res.writeHead(200, { "content-type": "text/html" }).end("<!DOCTYPE html><html><body>Sign in</body></html>"),
+  );
+  const [a, b] = [`${base}/a/model.pth`, `${base}/b/model.pth`];
+  const fa = await resolveWeights(a);
+  const fb = await resolveWeights(b);
+  const sub = (u: string) => `url-${createHash("sha256").update(u).digest("hex").slice(0, 12)}`;
+  assert.equal(fa, join(home, "weights", sub(a), "model.pth"));
+  assert.equal(fb, join(home, "weights", sub(b), "model.pth"));
+  assert.deepEqual([cachePath(a), cachePath(b)], [fa, fb]);
+  assert.ok(fs.readFileSync(fa).equals(body));
+  assert.ok(fs.readFileSync(fb).equals(other));
+  assert.deepEqual(cachedFiles(), [fa, fb].sort());
+  assert.equal(await resolveWeights(a), fa);
+  assert.equal(requestsTo("/a/model.pth").length, 1);
+  // A name with a hash prefix keeps torch.hub's layout.
+  assert.equal(cachePath(`${base}/files/${good}`), join(home, "weights", good));
+
+  const c = `${base}/c/model.pth`;
+  await assert.rejects(resolveWeights(c), (err: Error) => {
+    assert.equal(err.message, `downloaded ${c} is not a weights file (an HTML page?); deleted it`);
+    return true;
+  });
+  assert.deepEqual(fs.readdirSync(join(home, "weights", sub(c))), [], "neither the page nor a partial file nor a lock is kept");
+});
+
+test("a name like finetuned-2024.pth promises no hash (8+ hex digits needed) and downloads fine", async () => {
+  const home = freshHome();
+  routes.set("/files/finetuned-2024.pth", serveFile(body));
+  const url = `${base}/files/finetuned-2024.pth`;
+  assert.equal(HASH_REGEX.exec("finetuned-2024.pth"), null);
+  assert.equal(HASH_REGEX.exec("vgg16-397923af.pth")?.[1], "397923af");
+  const got = await resolveWeights(url);
+  assert.ok(got.startsWith(join(home, "weights", "url-")) && got.endsWith("/finetuned-2024.pth"), got);
+  assert.ok(fs.readFileSync(got).equals(body));
+  assert.equal((await verifyFile(got)).ok, true);
+});
+
+test("an invalid redirect Location is a one-line error naming the URL, and the lock is released", async () => {
+  const home = freshHome();
+  const name = `badredirect-${hash8}.safetensors`;
+  routes.set(`/files/${name}`, (_req, res) => res.writeHead(302, { location: "http://127.0.0.1:99999/x" }).end());
+  const url = `${base}/files/${name}`;
+  await assert.rejects(resolveWeights(url), (err: Error) => {
+    assert.equal(err.name, "VggError");
+    assert.equal(err.message, `${url} redirects to an invalid URL: http://127.0.0.1:99999/x`);
+    return true;
+  });
+  assert.deepEqual(fs.readdirSync(join(home, "weights")), [], "no lock file left behind");
+});
+
+test("--force replaces the cached copy only once the new download is verified", async () => {
+  const home = freshHome();
+  const name = `forced-${hash8}.safetensors`;
+  let serve = serveFile(body);
+  routes.set(`/files/${name}`, (req, res) => serve(req, res));
+  const url = `${base}/files/${name}`;
+  const dest = await resolveWeights(url);
+  assert.equal(dest, join(home, "weights", name));
+  // The server now sends wrong bytes, or stalls: the good copy stays, usable and verified.
+  const wrong = Buffer.from(body);
+  wrong[wrong.length - 1] ^= 1;
+  serve = serveFile(wrong);
+  await assert.rejects(resolveWeights(url, { force: true }), /its name promises; deleted it/);
+  assert.ok(fs.readFileSync(dest).equals(body));
+  assert.equal((await verifyFile(dest)).ok, true);
+  serve = (_req, res) => {
+    res.writeHead(200, { "content-length": body.length });
+    res.write(body.subarray(0, 1000));
+  };
+  await assert.rejects(resolveWeights(url, { force: true, timeoutMs: 300 }), /no data from/);
+  assert.ok(fs.readFileSync(dest).equals(body));
+  assert.equal(await resolveWeights(url), dest);
+  // With a good server, --force downloads again (from the start, not resuming the stale partial) and replaces it.
+  serve = serveFile(body);
+  const n = requestsTo(`/files/${name}`).length;
+  assert.equal(await resolveWeights(url, { force: true }), dest);
+  assert.equal(requestsTo(`/files/${name}`).length, n + 1);
+  assert.equal(requestsTo(`/files/${name}`)[n].range, undefined);
+  assert.ok(fs.readFileSync(dest).equals(body));
+  assert.ok(!fs.existsSync(partialPath(dest)));
+
+  // A URL without a hash: an HTML page answered to --force leaves the good copy too.
+  routes.set("/d/model.pth", (req, res) => serve(req, res));
+  const d = `${base}/d/model.pth`;
+  const fd = await resolveWeights(d);
+  serve = (_req, res) => res.writeHead(200).end("<html></html>");
+  await assert.rejects(resolveWeights(d, { force: true }), /is not a weights file/);
+  assert.ok(fs.readFileSync(fd).equals(body));
+  assert.equal(await resolveWeights(d), fd);
 });
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ import { type ModelMeta, readModelMeta } from "../train/checkpoint.js";
 import { resolveWeights } from "../weights/hub.js";
 import { loadStateDict } from "../weights/index.js";
 import { type InitScheme, initWeights } from "../weights/init.js";
-import { fitForFineTune, matchStateDict } from "../weights/match.js";
+import { fitForFineTune, lastFc, matchStateDict } from "../weights/match.js";
 import { type FeatureInfo, featureInfo } from "../zoo/features.js";
 import { defaultLabels, readLabels } from "../zoo/labels.js";
 import { buildModel, type ModelOptions, type VggModel } from "../zoo/model.js";
@@ -69,6 +69,8 @@ export class VggNet {
     let p = this.predictors.get(key);
     if (!p) {
       p = this.weights().then((w) => Predictor.fromWeights(this.model, w, { ...this.opts, taps: [...taps], threads: this.opts.threads }));
+      // A failed build (e.g. logits of features-only weights) is not kept: the next call tries again, release skips it.
+      p.catch(() => this.predictors.delete(key));
       this.predictors.set(key, p);
     }
     return p;
@@ -181,14 +183,17 @@ export async function createModel(arch: string | undefined, o: CreateModelOption
   const weights = async (): Promise<StateDict> => {
     if (!path) return initWeights(model, o.init ?? "torchvision", o.seed ?? 0);
     const sd = loadStateDict(path);
-    if (o.numClasses === undefined) return matchStateDict(model, sd, path);
+    // Strict unless numClasses asks for another head than the file's (then fine-tuning's partial load).
+    if (o.numClasses === undefined || sd.get(`${lastFc(model)}.bias`)?.shape[0] === o.numClasses) return matchStateDict(model, sd, path);
     const fit = fitForFineTune(model, sd, initWeights(model, "torchvision", o.seed ?? 0), path);
     for (const r of fit.reinit) o.log?.(`${path}: ${r.key} re-initialised (${r.why})`);
     return fit.weights;
   };
   const prep = weightsPreprocessing(path, o.preset, model.inputShape);
   const net = new VggNet(name, model, prep, labelsFor(o, meta, model.options.numClasses), weights, o);
-  // Fail now on a bad file, not at the first call.
-  await net.run({ dtype: "float32", shape: [1, ...model.inputShape], data: new Float32Array(numel(model.inputShape)) });
+  // Fail now on a bad file, not at the first call; through the first conv tap, so that features-only weights (a NaN
+  // classifier) still make a model for features().
+  const x = { dtype: "float32" as const, shape: [1, ...model.inputShape], data: new Float32Array(numel(model.inputShape)) };
+  await net.run(x, [featureInfo(model)[0].name]);
   return net;
 }

@@ -9,6 +9,7 @@ import { evaluateMany } from "../eval/evaluate.js";
 import { scores } from "../eval/metrics.js";
 import { evaluateProtocol, PROTOCOLS, type Protocol, parseScales, subsetSplit } from "../eval/protocols.js";
 import { checkPrecision, type Precision } from "../precision.js";
+import { forChannels, weightsNormalization } from "../predict/preprocess.js";
 import { Predictor } from "../predictor.js";
 import type { Tensor } from "../tensor.js";
 import { readModelMeta } from "../train/checkpoint.js";
@@ -101,7 +102,12 @@ export function register(program: Command): void {
       inChannels: options.inChannels ?? ds.channels,
     });
     const weights = await loadWeights(model, o.weights);
-    const preset = meta?.preset ?? { size: inputSize };
+    // A bare weights file is scored as it was trained: with its entry's (or torchvision's ImageNet) statistics, as
+    // predict and fine-tuning use them, not the data's.
+    const preset = meta?.preset ?? {
+      size: inputSize,
+      ...forChannels(weightsNormalization(o.weights, model.options.inChannels), ds.channels),
+    };
     const tf = presetTransforms(ds, { ...preset, size: inputSize, channels: model.options.inChannels }, false);
     if (o.protocol !== "single" || o.scales !== undefined || o.limit !== undefined) {
       const flag = o.protocol !== "single" ? "--protocol" : o.scales !== undefined ? "--scales" : "--limit";
@@ -141,7 +147,8 @@ export function register(program: Command): void {
     }
     if (precisions.length === 1 && precisions[0] === "fp32") {
       const s = await evalWeights(model, weights, split, tf, o.threads);
-      if (o.json) return console.log(JSON.stringify({ arch, split: splitName, ...s }));
+      const normalization = { mean: tf.mean ?? null, std: tf.std ?? null };
+      if (o.json) return console.log(JSON.stringify({ arch, split: splitName, ...s, normalization }));
       console.log(
         `${arch} on ${o.data} ${splitName} (${s.n} images): top-1 ${(100 * s.top1).toFixed(2)}%  top-5 ${(100 * s.top5).toFixed(2)}%  loss ${s.loss.toFixed(4)}  (top-1 error ${(100 * s.top1Error).toFixed(2)}%, top-5 error ${(100 * s.top5Error).toFixed(2)}%)`,
       );

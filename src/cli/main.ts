@@ -71,7 +71,12 @@ program.hook("preAction", async (_program, action) => {
   const tty = process.stderr.isTTY;
   action.setOptionValue(
     "weights",
-    await resolveWeights(o.weights, { arch: o.arch, progress: tty, log: tty ? (l) => console.error(l) : undefined }),
+    // `vgg distance` is VGG16's unless told otherwise (LPIPS's network), so `--weights imagenet` means vgg16's there.
+    await resolveWeights(o.weights, {
+      arch: o.arch ?? (action.name() === "distance" ? "vgg16" : undefined),
+      progress: tty,
+      log: tty ? (l) => console.error(l) : undefined,
+    }),
   );
 });
 

@@ -20,7 +20,14 @@ import { type DataStats, type Image, type PresetOptions, presetTransforms } from
 import { VggError } from "../errors.js";
 import { type ModelMeta, readModelMeta } from "../train/checkpoint.js";
 import { pretrainedForFile } from "../weights/pretrained.js";
-import { type Preprocessing, type PresetName, preprocessImage, presetPreprocessing } from "./preprocess-core.js";
+import {
+  type Preprocessing,
+  type PresetName,
+  preprocessImage,
+  presetPreprocessing,
+  TORCHVISION_MEAN,
+  TORCHVISION_STD,
+} from "./preprocess-core.js";
 
 export {
   CAFFE_MEAN_BGR,
@@ -88,6 +95,32 @@ export function weightsPreprocessing(
   const name = preset ?? (weights ? pretrainedForFile(basename(weights))?.preset : undefined) ?? "torchvision";
   if (channels !== 3) throw new VggError(`the ${name} preset is for 3-channel models, this one takes ${channels}`);
   return presetPreprocessing(name, size);
+}
+
+export interface WeightsNormalization {
+  mean: number[];
+  std: number[];
+  /** Whose statistics these are, for the run's description. */
+  from: string;
+}
+
+/**
+ * The mean/std a bare weights file (not a `vgg train` checkpoint, which carries its own) was trained with: a published
+ * entry's, else torchvision's ImageNet statistics for 3-channel models (torchvision's convention).
+ */
+export function weightsNormalization(weights: string, inChannels: number): WeightsNormalization | undefined {
+  const entry = pretrainedForFile(basename(weights));
+  if (entry) return { mean: [...entry.transform.mean], std: [...entry.transform.std], from: `${entry.name}'s` };
+  return inChannels === 3 ? { mean: [...TORCHVISION_MEAN], std: [...TORCHVISION_STD], from: "ImageNet's (torchvision)" } : undefined;
+}
+
+/** Statistics for 3 channels applied to data of `channels`: as they are, or (1-channel data) averaged over RGB. */
+export function forChannels(n: { mean: number[]; std: number[] } | undefined, channels: number): { mean?: number[]; std?: number[] } {
+  if (!n) return {};
+  if (n.mean.length === channels) return { mean: n.mean, std: n.std };
+  const avg = (v: number[]) => [v.reduce((a, b) => a + b, 0) / v.length];
+  if (channels === 1) return { mean: avg(n.mean), std: avg(n.std) };
+  throw new VggError(`the weights are normalised for ${n.mean.length} channels, the data has ${channels}: pass --normalize`);
 }
 
 /** Decodes an image file or its bytes (JPEG, PNG, WebP, ... via sharp) and preprocesses it. */

@@ -23,14 +23,13 @@ import { evaluateProtocol, type Protocol } from "../eval/protocols.js";
 import { hash32 } from "../graph/emit.js";
 import { encodeTrainStep, freezeSummary, resolveFreeze, stepFeeds, TRAIN_SESSION_OPTIONS, zeroMomentum } from "../graph/train-step.js";
 import { checkMemory, estimateTraining } from "../memory.js";
-import { TORCHVISION_MEAN, TORCHVISION_STD } from "../predict/preprocess-core.js";
+import { forChannels, weightsNormalization } from "../predict/preprocess.js";
 import { Predictor } from "../predictor.js";
 import { createSession, type Session } from "../runtime/ort.js";
 import type { StateDict } from "../tensor.js";
 import { fsError, writeTextAtomic } from "../weights/atomic.js";
 import { initFromFile } from "../weights/init-from.js";
 import { loadWeights } from "../weights/load.js";
-import { pretrainedForFile } from "../weights/pretrained.js";
 import { fitStart, resolveStart, type Start, startInChannels } from "../weights/start.js";
 import { buildModel, type ModelOptions, type VggModel } from "../zoo/model.js";
 import {
@@ -315,7 +314,7 @@ async function trainLocked(cfgIn: TrainConfig, log: Log, t0: number, sigint: Sto
     erase: cfg.erase,
     resizedCrop: cfg.resizedCrop,
     normalize: cfg.normalize,
-    ...fixedNormalization(cfg.normalizeTo, ds.channels),
+    ...forChannels(cfg.normalizeTo, ds.channels),
   };
   const trainTf = presetTransforms(ds, preset, true);
   const evalTf = presetTransforms(ds, preset, false);
@@ -624,19 +623,9 @@ function withStartDefaults(cfg: RunConfig, start: Start): RunConfig {
     if (meta.mean.length > 0) out.normalizeTo = { mean: meta.mean, std: meta.std, from: "the checkpoint's" };
     return out;
   }
-  const entry = pretrainedForFile(basename(start.path));
-  const p = entry ? entry.transform : inChannels === 3 ? { mean: TORCHVISION_MEAN, std: TORCHVISION_STD } : undefined;
-  if (p) out.normalizeTo = { mean: [...p.mean], std: [...p.std], from: entry ? `${entry.name}'s` : "ImageNet's (torchvision)" };
+  const n = weightsNormalization(start.path, inChannels ?? 3);
+  if (n) out.normalizeTo = n;
   return out;
-}
-
-/** The weights' mean/std as the data's preset takes them; for 1-channel data, the average over RGB. */
-function fixedNormalization(n: TrainConfig["normalizeTo"], channels: number): { mean?: number[]; std?: number[] } {
-  if (!n) return {};
-  if (n.mean.length === channels) return { mean: n.mean, std: n.std };
-  const avg = (v: number[]) => [v.reduce((a, b) => a + b, 0) / v.length];
-  if (channels === 1) return { mean: avg(n.mean), std: avg(n.std) };
-  throw new VggError(`the starting weights are normalised for ${n.mean.length} channels, the data has ${channels}: pass --normalize`);
 }
 
 export async function evalWeights(

@@ -15,8 +15,12 @@
  *   files is worth knowing about. The message says to delete it or run `vgg weights pull --force`.
  * - Offline, the message names the URL and the exact path to place the file at by hand; VGG_WEIGHTS_MIRROR
  *   replaces https://download.pytorch.org/models/ for the table's entries.
- * Like torch.hub, a URL's file is cached under its file name; a name without a hash prefix is checked only against
- * the SHA-256 recorded when it was downloaded.
+ * - A URL whose file name carries a hash prefix is cached under that name, as torch.hub does (the hash makes a mix-up
+ *   detectable); any other URL's file goes into a folder of its own, `url-<SHA-256 of the URL, 12 hex>/<name>`, so
+ *   two URLs ending in `model.pth` never share a cache file. Such a file is checked only against the SHA-256 recorded
+ *   when it was downloaded, and only a file that looks like weights (not an HTML page) is kept.
+ * - Another process downloading the same file is waited for (its lock file), not raced or refused.
+ * - `--force` downloads into the partial file and replaces the cached copy only once the new one is verified.
  */
 import { createHash, type Hash } from "node:crypto";
 import * as fs from "node:fs";
@@ -27,10 +31,14 @@ import * as path from "node:path";
 import { pipeline } from "node:stream/promises";
 import { shown, VggError } from "../errors.js";
 import { fsError, syncDir, writeTextAtomic } from "./atomic.js";
+import { detectWeightsFormat } from "./index.js";
 import { archsWithWeights, defaultEntry, PRETRAINED, type PretrainedEntry, pretrainedEntry } from "./pretrained.js";
 
-/** torch.hub's HASH_REGEX: the hex digits between the last-matching `-` and a `.` in the file name. */
-export const HASH_REGEX = /-([a-f0-9]*)\./;
+/**
+ * torch.hub's HASH_REGEX, but with at least 8 hex digits (torchvision's names all have 8): torch.hub's `*` makes
+ * `finetuned-2024.pth` promise a hash `2024`, and deletes its correct download.
+ */
+export const HASH_REGEX = /-([a-f0-9]{8,})\./;
 const MAX_REDIRECTS = 5;
 const MIB = 1024 * 1024;
 
@@ -43,7 +51,7 @@ export interface ResolveOptions {
   progress?: boolean;
   /** A download with no bytes for this long fails (the partial file is kept); default VGG_DOWNLOAD_TIMEOUT_MS or 30 s. */
   timeoutMs?: number;
-  /** Drop the cached copy (and any partial download) and download again. */
+  /** Download again (dropping any partial download); the cached copy is replaced only once the new one is verified. */
   force?: boolean;
   /** Tests only: a table in place of torchvision's (whose real hashes no test file can match). */
   table?: readonly PretrainedEntry[];
@@ -91,6 +99,16 @@ export function urlFileName(url: string): string {
   return name;
 }
 
+/**
+ * Where a URL's file goes in the cache, relative to weightsDir(): its file name when that carries a hash prefix
+ * (torch.hub's layout), else `url-<12 hex of the URL's SHA-256>/<name>`.
+ */
+export function urlCacheFile(url: string): string {
+  const name = urlFileName(url);
+  if (hashPrefixOf(name)) return name;
+  return path.join(`url-${createHash("sha256").update(url).digest("hex").slice(0, 12)}`, name);
+}
+
 /** The entry `spec` names for `arch`: `imagenet` is the arch's default, else a full entry name. */
 export function entryFor(arch: string | undefined, spec: string, table: readonly PretrainedEntry[] = PRETRAINED): PretrainedEntry {
   const published = archsWithWeights(table).join(", ");
@@ -119,7 +137,7 @@ export function entryUrl(entry: PretrainedEntry): string {
 /** The cache path of an entry, an entry name or a URL (whether or not it is there yet). */
 export function cachePath(entryOrUrl: PretrainedEntry | string, table: readonly PretrainedEntry[] = PRETRAINED): string {
   if (typeof entryOrUrl !== "string") return path.join(weightsDir(), entryOrUrl.file);
-  if (isUrl(entryOrUrl)) return path.join(weightsDir(), urlFileName(entryOrUrl));
+  if (isUrl(entryOrUrl)) return path.join(weightsDir(), urlCacheFile(entryOrUrl));
   return path.join(weightsDir(), entryFor(undefined, entryOrUrl, table).file);
 }
 
@@ -136,7 +154,7 @@ export async function resolveWeights(spec: string, opts: ResolveOptions = {}): P
   const st = fs.statSync(spec, { throwIfNoEntry: false });
   // A folder named `imagenet` (a data set) next to the user must not shadow the keyword.
   if (st && (st.isFile() || !isWeightsRef(spec))) return spec;
-  if (isUrl(spec)) return fetchCached({ url: spec, file: urlFileName(spec), label: spec }, opts);
+  if (isUrl(spec)) return fetchCached({ url: spec, file: urlCacheFile(spec), label: spec }, opts);
   if (isWeightsRef(spec)) {
     const e = entryFor(opts.arch, spec, opts.table);
     return fetchCached(
@@ -149,7 +167,7 @@ export async function resolveWeights(spec: string, opts: ResolveOptions = {}): P
 
 interface Source {
   url: string;
-  /** The cache file name. */
+  /** The cache file, relative to weightsDir(). */
   file: string;
   /** What the user calls it: an entry name or the URL (for `vgg weights pull --force <label>`). */
   label: string;
@@ -173,9 +191,9 @@ async function fetchCached(src: Source, opts: ResolveOptions): Promise<string> {
 }
 
 async function fetchUnshared(src: Source, dest: string, opts: ResolveOptions): Promise<string> {
-  const prefix = src.hashPrefix ?? hashPrefixOf(src.file);
-  if (opts.force) removeCached(dest);
-  if (fs.existsSync(dest)) {
+  const prefix = src.hashPrefix ?? hashPrefixOf(path.basename(src.file));
+  // --force never deletes the cached copy first: the new download replaces it only once verified.
+  if (!opts.force && fs.existsSync(dest)) {
     await checkCached(dest, prefix, src.label, opts.log);
     return dest;
   }
@@ -184,10 +202,18 @@ async function fetchUnshared(src: Source, dest: string, opts: ResolveOptions): P
   } catch (err) {
     throw fsError(path.dirname(dest), err, "create the weights cache");
   }
-  return withLock(dest, async () => {
-    if (fs.existsSync(dest)) {
+  return withLock(dest, opts, async (waited) => {
+    // A file another process just downloaded is used (even with --force: it is as fresh as ours would be).
+    if ((!opts.force || waited) && fs.existsSync(dest)) {
       await checkCached(dest, prefix, src.label, opts.log);
       return dest;
+    }
+    if (opts.force) {
+      try {
+        fs.rmSync(partialPath(dest), { force: true }); // a partial file may hold the wrong bytes: start over
+      } catch (err) {
+        throw fsError(partialPath(dest), err, "delete");
+      }
     }
     await download(src, dest, prefix, opts);
     return dest;
@@ -324,40 +350,93 @@ export function cachedFiles(): string[] {
   } catch {
     return [];
   }
-  return names
-    .filter((n) => !n.startsWith(".") && !/\.(partial|verified|lock)$/.test(n))
-    .map((n) => path.join(dir, n))
-    .filter((f) => fs.statSync(f, { throwIfNoEntry: false })?.isFile())
-    .sort();
+  const files = (d: string, ns: string[]) =>
+    ns
+      .filter((n) => !n.startsWith(".") && !/\.(partial|verified|lock)$/.test(n))
+      .map((n) => path.join(d, n))
+      .filter((f) => fs.statSync(f, { throwIfNoEntry: false })?.isFile());
+  const out = files(dir, names);
+  for (const n of names) {
+    if (!/^url-[0-9a-f]{12}$/.test(n)) continue;
+    try {
+      out.push(...files(path.join(dir, n), fs.readdirSync(path.join(dir, n))));
+    } catch {
+      // not a folder
+    }
+  }
+  return out.sort();
 }
 
 // ---------------------------------------------------------------------------------------------------------------
 // Downloading
 
-/** Another process downloading the same file would interleave its bytes with ours: one at a time, by lock file. */
-async function withLock<T>(dest: string, fn: () => Promise<T>): Promise<T> {
+/** Creates `lock` holding this pid, atomically: false when it exists (a temp file hard-linked to the name). */
+function tryLock(lock: string): boolean {
+  const tmp = path.join(path.dirname(lock), `.${path.basename(lock)}.${process.pid}.${Math.random().toString(36).slice(2)}`);
+  try {
+    fs.writeFileSync(tmp, String(process.pid));
+    fs.linkSync(tmp, lock);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "EEXIST") return false;
+    throw fsError(lock, err, "write");
+  } finally {
+    fs.rmSync(tmp, { force: true });
+  }
+}
+
+function lockText(lock: string): string | undefined {
+  try {
+    return fs.readFileSync(lock, "utf8");
+  } catch {
+    return undefined; // gone
+  }
+}
+
+/**
+ * Another process downloading the same file would interleave its bytes with ours: one at a time, by lock file. A
+ * lock held by a live process is waited for (polling, with backoff) as long as its partial file grows, or at most
+ * the stall timeout without growth; one left by a dead process is taken over. `fn` learns whether it waited.
+ */
+async function withLock<T>(dest: string, opts: ResolveOptions, fn: (waited: boolean) => Promise<T>): Promise<T> {
   const lock = `${dest}.lock`;
-  for (let tries = 0; ; tries++) {
-    try {
-      fs.writeFileSync(lock, String(process.pid), { flag: "wx" });
-      break;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw fsError(lock, err, "write");
-      let pid = Number.NaN;
-      try {
-        pid = Number(fs.readFileSync(lock, "utf8").trim());
-      } catch {
-        // gone already: the retry takes it
+  const stallMs = timeoutOf(opts);
+  let waited = false;
+  let delay = 50;
+  let lastSize = -1;
+  let lastChange = Date.now();
+  while (!tryLock(lock)) {
+    const text = lockText(lock);
+    if (text === undefined) continue; // released meanwhile: try again
+    const pid = Number(text.trim());
+    if (!(pid > 0 && pid !== process.pid && alive(pid))) {
+      // Left by a process that died (or holding no pid: written by hand). Remove it only if it is still the same
+      // lock, not a fresh one another process just took over.
+      if (lockText(lock) === text) {
+        try {
+          fs.rmSync(lock, { force: true });
+        } catch (err) {
+          throw fsError(lock, err, "delete");
+        }
       }
-      if (tries === 0 && !(pid > 0 && pid !== process.pid && alive(pid))) {
-        fs.rmSync(lock, { force: true }); // left by a process that died
-        continue;
-      }
-      throw new VggError(`${dest} is being downloaded by process ${pid}; wait for it, or delete ${lock} if that process is gone`);
+      continue;
     }
+    const size = fileSize(partialPath(dest));
+    if (size !== lastSize) {
+      lastSize = size;
+      lastChange = Date.now();
+    } else if (Date.now() - lastChange >= stallMs) {
+      throw new VggError(
+        `${dest} is being downloaded by process ${pid}, with no progress for ${fmtMs(stallMs)}; wait for it, or delete ${lock} if that process is gone`,
+      );
+    }
+    if (!waited) opts.log?.(`waiting for process ${pid}, which is downloading ${dest}`);
+    waited = true;
+    await new Promise((done) => setTimeout(done, delay));
+    delay = Math.min(delay * 2, 2000);
   }
   try {
-    return await fn();
+    return await fn(waited);
   } finally {
     fs.rmSync(lock, { force: true });
   }
@@ -433,7 +512,12 @@ function request(src: Source, url: string, start: number, timeoutMs: number, des
         res.resume();
         req.setTimeout(0);
         if (hops >= MAX_REDIRECTS) return reject(new VggError(`more than ${MAX_REDIRECTS} redirects from ${src.url}`));
-        const next = new URL(res.headers.location, u);
+        let next: URL;
+        try {
+          next = new URL(res.headers.location, u);
+        } catch {
+          return reject(new VggError(`${src.url} redirects to an invalid URL: ${shown(res.headers.location)}`));
+        }
         if (!/^https?:$/.test(next.protocol)) return reject(new VggError(`${src.url} redirects to a non-http URL: ${shown(next.href)}`));
         request(src, next.href, start, timeoutMs, dest, hops + 1).then(resolve, reject);
         return;
@@ -550,7 +634,7 @@ async function receive(
   opts: ResolveOptions,
 ): Promise<void> {
   let got = from;
-  const bar = (opts.progress ?? process.stderr.isTTY) ? new ProgressBar(src.file, from, total) : undefined;
+  const bar = (opts.progress ?? process.stderr.isTTY) ? new ProgressBar(path.basename(src.file), from, total) : undefined;
   try {
     await pipeline(
       ex.res,
@@ -594,6 +678,16 @@ function finish(src: Source, dest: string, partial: string, sha: string, prefix:
       `downloaded ${src.url} has SHA-256 ${sha.slice(0, 12)}..., not the ${prefix}... its name promises${sizeNote}; deleted it (a truncated or replaced file: try again)`,
     );
   }
+  let format: string | null;
+  try {
+    format = detectWeightsFormat(partial);
+  } catch {
+    format = null;
+  }
+  if (!format) {
+    fs.rmSync(partial, { force: true });
+    throw new VggError(`downloaded ${src.url} is not a weights file (an HTML page?); deleted it`);
+  }
   try {
     const fd = fs.openSync(partial, "r+");
     try {
@@ -601,6 +695,7 @@ function finish(src: Source, dest: string, partial: string, sha: string, prefix:
     } finally {
       fs.closeSync(fd);
     }
+    fs.rmSync(sidecarPath(dest), { force: true }); // --force: the old copy's record must not outlive it
     fs.renameSync(partial, dest);
   } catch (err) {
     throw fsError(dest, err, "write");
