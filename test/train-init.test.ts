@@ -4,11 +4,15 @@
  */
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
+import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
+import sharp from "sharp";
 import type { Tensor } from "../src/tensor.js";
+import { initWeights } from "../src/weights/init.js";
 import { readPth } from "../src/weights/pth.js";
-import { readSafetensors } from "../src/weights/safetensors.js";
+import { readSafetensors, writeSafetensors } from "../src/weights/safetensors.js";
+import { buildModel } from "../src/zoo/model.js";
 import { assertCleanError, hasTorch, relErr, tmp, toyData, vgg, vggAsync } from "./helpers.js";
 
 const SMALL = ["--arch", "vgg11_bn", "--width-divisor", "16", "--batch-size", "8", "--no-progress", "--val", "0"];
@@ -171,4 +175,47 @@ test("fine-tuning a torch-saved vgg11_bn with 1000 classes on 10 classes: all lo
     vgg(["train", ...SMALL, "--width-divisor", "8", "--data", data, "--init", pth, "--out", join(dir, "bad")]),
     /key 'features\.0\.weight' has shape \[4, 3, 3, 3\]/,
   );
+});
+
+test("fine-tuning on folder data: RandomResizedCrop for photos of varying size, the small-image crop for one small size", async () => {
+  const dir = tmp();
+  const w = join(dir, "w.safetensors");
+  writeSafetensors(w, initWeights(buildModel("vgg11_bn", { widthDivisor: 16, numClasses: 2 }), "torchvision", 1));
+  const make = async (root: string, size: (i: number) => [number, number]) => {
+    for (const split of ["train", "val"])
+      for (const c of ["a", "b"]) {
+        mkdirSync(join(root, split, c), { recursive: true });
+        for (let i = 0; i < 4; i++) {
+          const [h, wd] = size(i);
+          await sharp(Buffer.alloc(h * wd * 3, 40 + 50 * i), { raw: { width: wd, height: h, channels: 3 } })
+            .png()
+            .toFile(join(root, split, c, `${i}.png`));
+        }
+      }
+  };
+  await make(join(dir, "small"), () => [28, 28]);
+  await make(join(dir, "photos"), (i) => [40 + 8 * i, 48]);
+  const run = (data: string, out: string) =>
+    vggAsync([
+      "train",
+      ...SMALL,
+      "--data",
+      `folder:${join(dir, data)}`,
+      "--init",
+      w,
+      "--steps",
+      "1",
+      "--epochs",
+      "1",
+      "--out",
+      join(dir, out),
+    ]);
+  const [small, photos] = await Promise.all([run("small", "r1"), run("photos", "r2")]);
+  assert.equal(small.status, 0, small.stderr);
+  assert.equal(photos.status, 0, photos.stderr);
+  const aug = (s: string) => /^augmentation (.*)$/m.exec(s)?.[1] ?? "";
+  assert.match(aug(small.stdout), /"cropPadding":4/);
+  assert.doesNotMatch(aug(small.stdout), /resizedCrop/);
+  assert.match(aug(photos.stdout), /"resizedCrop":\{/);
+  assert.match(photos.stdout, /normalisation ImageNet's \(torchvision\) mean\/std/);
 });

@@ -147,7 +147,9 @@ export function trainConfig(o: TrainOptions): TrainConfig {
     shuffle: o.shuffle ?? true,
     flip: aug.has("flip"),
     cropPadding: aug.has("crop") ? undefined : 0,
-    resizedCrop: aug.has("resized-crop") || undefined,
+    // Defaulted for fine-tuning on folder data: the trainer keeps it for photos only (images of one small size are
+    // padded at evaluation, so they train with the random crop of small images instead).
+    resizedCrop: o.augment === undefined && fineTunePhotos ? "auto" : aug.has("resized-crop") || undefined,
     lighting: aug.has("lighting") ? 0.1 : 0,
     erase: aug.has("erase") ? 0.5 : 0,
     scale: parseScale(o.scale),

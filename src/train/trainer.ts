@@ -83,8 +83,11 @@ export interface TrainConfig {
   /** Training scale S (fixed) or [Smin, Smax] (jittered), for variable-size images. */
   scale?: number | [number, number];
   fit: "pad" | "resize";
-  /** torchvision's RandomResizedCrop for training (fine-tuning at 224 on photos), instead of scale + crop. */
-  resizedCrop?: boolean;
+  /**
+   * torchvision's RandomResizedCrop for training (fine-tuning at 224 on photos), instead of scale + crop. "auto" (the
+   * fine-tuning default on folder data): for photos of varying size; images of one size take crop,flip.
+   */
+  resizedCrop?: boolean | "auto";
   /** Default: the starting weights' normalisation when they have one (fine-tuning), else "meanstd". */
   normalize?: "meanstd" | "mean" | "none";
   /** Set by the trainer from the starting weights (fine-tuning): a fixed mean/std instead of the data's. */
@@ -302,17 +305,19 @@ async function trainLocked(cfgIn: TrainConfig, log: Log, t0: number, sigint: Sto
   const model = buildModel(cfg.arch, modelOptions);
   // --freeze: the number of leading layers frozen (0: none), resolved before any work so a bad name fails at once.
   const freeze = cfg.freeze === undefined ? 0 : resolveFreeze(model, cfg.freeze);
+  const resizedCrop = cfg.resizedCrop === "auto" ? ds.size === null : Boolean(cfg.resizedCrop);
+  const cropPadding = cfg.resizedCrop === "auto" && !resizedCrop ? undefined : cfg.cropPadding;
   const preset = {
     size: inputSize,
     channels: inChannels,
     fit: cfg.fit,
     scale: cfg.scale,
-    cropPadding: cfg.cropPadding,
-    randomCrop: cfg.cropPadding !== 0,
+    cropPadding,
+    randomCrop: cropPadding !== 0,
     flip: cfg.flip,
     lighting: cfg.lighting,
     erase: cfg.erase,
-    resizedCrop: cfg.resizedCrop,
+    resizedCrop,
     normalize: cfg.normalize,
     ...forChannels(cfg.normalizeTo, ds.channels),
   };
