@@ -120,3 +120,14 @@ test("vgg eval of a bare weights file normalises with the weights' statistics (t
   const n = (JSON.parse(r.stdout) as { normalization: { mean: number[]; std: number[] } }).normalization;
   assert.ok(Math.abs(n.mean[0] - 0.449) < 1e-6 && Math.abs(n.std[0] - 0.226) < 1e-6, JSON.stringify(n));
 });
+
+test("vgg distance refuses caffe-style weights (vgg16.IMAGENET1K_FEATURES): LPIPS's scaling is torchvision's", async () => {
+  // The entry is recognised by its file name; a small vgg16 stands in for the 528 MB file.
+  const f = join(dir, "vgg16_features-amdegroot-88682ab5.pth");
+  writeSafetensors(f, initWeights(buildModel("vgg16", { widthDivisor: 16 }), "torchvision", 2));
+  const a = join(dir, "a.png");
+  assertCleanError(
+    await vggAsync(["distance", a, a, "--weights", f, "--width-divisor", "16"], { env }),
+    /vgg16\.IMAGENET1K_FEATURES expects vgg16-features input/,
+  );
+});

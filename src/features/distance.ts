@@ -5,15 +5,18 @@
  * mean over positions, and the sum over layers. Images go in at their own size, scaled as LPIPS v0.1 does.
  */
 
+import { basename } from "node:path";
 import type { Image } from "../data/transforms.js";
 import { VggError } from "../errors.js";
 import { loadImage } from "../predict/preprocess.js";
 import { lpipsPreprocessing } from "../predict/preprocess-core.js";
 import { Predictor, weightsFor } from "../predictor.js";
 import { type StateDict, shapeStr, type Tensor } from "../tensor.js";
+import { resolveWeights } from "../weights/hub.js";
 import { loadStateDict } from "../weights/index.js";
 import type { InitScheme } from "../weights/init.js";
 import { matchStateDict } from "../weights/match.js";
+import { pretrainedForFile } from "../weights/pretrained.js";
 import { checkTaps, trunkAt } from "../zoo/features.js";
 import { buildModel, type ModelOptions, type VggModel } from "../zoo/model.js";
 
@@ -127,7 +130,14 @@ async function decodeSameSize(a: string, b: string): Promise<[Image, Image]> {
 
 async function weightsOf(model: VggModel, o: DistanceOptions): Promise<StateDict> {
   if (o.weights instanceof Map) return matchStateDict(model, o.weights);
-  return weightsFor(model, { weights: o.weights, init: o.init, seed: o.seed });
+  if (!o.weights) return weightsFor(model, { init: o.init, seed: o.seed });
+  const file = await resolveWeights(o.weights, { arch: model.arch });
+  // LPIPS's scaling layer is made for torchvision-normalised weights; others (the caffe-style FEATURES entry) would
+  // see inputs about 100x too small.
+  const entry = pretrainedForFile(basename(file));
+  if (entry && entry.preset !== "torchvision")
+    throw new VggError(`${entry.name} expects ${entry.preset} input, and LPIPS's scaling is for torchvision-normalised weights`, file);
+  return weightsFor(model, { weights: file });
 }
 
 /**

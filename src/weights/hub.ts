@@ -220,17 +220,6 @@ async function fetchUnshared(src: Source, dest: string, opts: ResolveOptions): P
   });
 }
 
-/** Deletes a cached file with its record and any partial download. */
-export function removeCached(dest: string): void {
-  for (const f of [dest, sidecarPath(dest), partialPath(dest)]) {
-    try {
-      fs.rmSync(f, { force: true });
-    } catch (err) {
-      throw fsError(f, err, "delete");
-    }
-  }
-}
-
 export function partialPath(dest: string): string {
   return `${dest}.partial`;
 }
