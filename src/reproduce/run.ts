@@ -94,7 +94,11 @@ export async function reproduce(o: ReproduceOptions, log: (l: string) => void = 
   mkdirSync(o.out, { recursive: true });
   if (!o.configs.includes("A") && o.initFromA) throw new VggError("--init-from-a needs config A in --configs");
   const ds = await openDataset(o.data, { seed: o.seed, val: o.val });
-  if (!ds.splits.test) throw new VggError("the data has no test split (reproduce scores the nets on images their schedule never saw: for folder data, add DIR/test/CLASS/...)", o.data);
+  if (!ds.splits.test)
+    throw new VggError(
+      "the data has no test split (reproduce scores the nets on images their schedule never saw: for folder data, add DIR/test/CLASS/...)",
+      o.data,
+    );
   const runs: Run[] = o.configs.map((name) => ({ name, ...CONFIG_ARCHS[name], trainScale: o.scale, dir: join(o.out, "runs", name) }));
   if (o.jitterConfig) {
     const j = CONFIG_ARCHS[o.jitterConfig];

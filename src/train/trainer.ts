@@ -11,7 +11,7 @@
  * batch), its dropout of (seed, step)).
  */
 import { existsSync, mkdirSync, readFileSync, rmdirSync } from "node:fs";
-import { basename, dirname, join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { type Dataset, describeSplits } from "../data/dataset.js";
 import { BatchLoader } from "../data/loader.js";
 import { openDataset } from "../data/spec.js";
