@@ -21,6 +21,7 @@ const home = join(dir, "home");
 const files = new Map<string, Buffer>();
 let server: http.Server;
 let base = "";
+const requests: string[] = [];
 
 /** Serves `bytes` under a torch.hub-style name that carries its own SHA-256 prefix. */
 function publish(stem: string, bytes: Buffer): string {
@@ -39,6 +40,7 @@ function weightsBytes(nanHead: boolean): Buffer {
 
 before(async () => {
   server = http.createServer((req, res) => {
+    requests.push(req.url ?? "");
     const b = files.get(req.url ?? "");
     if (!b) return void res.writeHead(404).end();
     res.writeHead(200, { "content-length": b.length }).end(b);
@@ -130,4 +132,16 @@ test("vgg distance refuses caffe-style weights (vgg16.IMAGENET1K_FEATURES): LPIP
     await vggAsync(["distance", a, a, "--weights", f, "--width-divisor", "16"], { env }),
     /vgg16\.IMAGENET1K_FEATURES expects vgg16-features input/,
   );
+});
+
+test("vgg train --init URL: a missing data folder or a bad --freeze fails before anything is downloaded", async () => {
+  const url = publish("never", weightsBytes(false));
+  const before = requests.length;
+  const common = ["train", ...MODEL, "--init", url, "--out", join(dir, "never")];
+  assertCleanError(await vggAsync([...common, "--data", `folder:${join(dir, "nope")}`], { env }), /nope: no such directory/);
+  assertCleanError(
+    await vggAsync([...common, "--data", `npy:${toyData(dir, 8, 14)}`, "--freeze", "relu9_9"], { env }),
+    /--freeze: unknown part 'relu9_9'/,
+  );
+  assert.equal(requests.length, before, requests.slice(before).join(", "));
 });

@@ -138,6 +138,17 @@ function idxSource(imagesFile: string, labelsFile: string, classes: number, shar
   return { kind: "array", data: sharedCopy(img.data as Uint8Array, shared), n, c: 1, h, w, labels: Int32Array.from(lab) };
 }
 
+/** Fails at once, naming the path, when the data a spec names is not there (before slower work that needs it). */
+export function checkDataExists(spec: string): void {
+  const ds = parseDataSpec(spec);
+  const paths = ds.kind === "npy" ? [ds.x, ds.y, ds.testX, ds.testY].filter((p) => p !== undefined) : [ds.dir];
+  for (const p of paths) {
+    if (fs.existsSync(p)) continue;
+    const hint = ds.kind === "fashion-mnist" && p === FASHION_MNIST_DIR ? " (install the Debian package dataset-fashion-mnist)" : "";
+    throw new VggError(`${ds.kind === "npy" ? "no such file" : "no such directory"}${hint}`, p);
+  }
+}
+
 /** Opens a data spec: reads or scans the data, draws the held-out split, and computes the train statistics. */
 export async function openDataset(spec: string | DataSpec, opts: OpenOptions = {}): Promise<Dataset> {
   const ds = typeof spec === "string" ? parseDataSpec(spec) : spec;

@@ -14,7 +14,7 @@ import { existsSync, mkdirSync, readFileSync, rmdirSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { type Dataset, describeSplits } from "../data/dataset.js";
 import { BatchLoader } from "../data/loader.js";
-import { openDataset } from "../data/spec.js";
+import { checkDataExists, openDataset } from "../data/spec.js";
 import { evalScale, presetTransforms, type TransformConfig } from "../data/transforms.js";
 import { VggError } from "../errors.js";
 import { evaluate } from "../eval/evaluate.js";
@@ -286,7 +286,12 @@ async function trainLocked(cfgIn: TrainConfig, log: Log, t0: number, sigint: Sto
   }
 
   // A new run's starting weights are read first: they give the input channels and the normalisation a fine-tuning
-  // run defaults to (saved with the run's args, so a resumed run keeps them without the file).
+  // run defaults to (saved with the run's args, so a resumed run keeps them without the file). What can be checked
+  // without them is checked before: a typo should not wait for a 500 MB download.
+  if (!ckpt) {
+    checkDataExists(cfg.data);
+    if (cfg.freeze !== undefined) resolveFreeze(buildModel(cfg.arch, cfg.model), cfg.freeze);
+  }
   const start = ckpt ? undefined : await resolveStart(cfg.init, cfg.arch, log);
   if (start) cfg = withStartDefaults(cfg, start);
   const ds = await openDataset(cfg.data, { seed: cfg.seed, val: cfg.val, channels: cfg.model.inChannels === 1 ? 1 : 3 });
