@@ -11,6 +11,7 @@ import sharp from "sharp";
 import { splitLabels } from "../src/data/dataset.js";
 import { openDataset } from "../src/data/spec.js";
 import { VggError } from "../src/errors.js";
+import { readSafetensorsFile, writeSafetensors } from "../src/weights/safetensors.js";
 import { assertCleanError, type RunResult, tmp, vggAsync } from "./helpers.js";
 
 const root = tmp("vgg-folder-splits-");
@@ -164,5 +165,24 @@ test("a class in val/ or test/ that train/ lacks: one-line error naming the clas
   assertCleanError(
     await vggAsync(trainArgs(dir, path.join(root, "run-extra2"))),
     new RegExp(`${path.join(dir, "test")}: class folder missing: 'dog'`),
+  );
+});
+
+test("--resume of a folder run started under the old split rule (val/ as test) is refused; a current run resumes", async () => {
+  ok(await smallRun, "vgg train");
+  const now = path.join(root, "resume-now");
+  const old = path.join(root, "resume-old");
+  fs.cpSync(path.join(root, "run-small"), now, { recursive: true });
+  fs.cpSync(path.join(root, "run-small"), old, { recursive: true });
+  ok(await vggAsync(["train", "--out", now, "--resume", "--steps", "2", "--epochs", "2", "--no-progress"]), "resume");
+  // The old rule's runs saved no folderLayout in their args.
+  const optim = path.join(old, "last.optim.safetensors");
+  const f = readSafetensorsFile(optim);
+  const state = JSON.parse(f.metadata.state ?? "{}") as { args: Record<string, unknown> };
+  delete state.args.folderLayout;
+  writeSafetensors(optim, f.tensors, { ...f.metadata, state: JSON.stringify(state) });
+  assertCleanError(
+    await vggAsync(["train", "--out", old, "--resume", "--steps", "2", "--epochs", "2"]),
+    /this folder run was started when val\/ was its test split/,
   );
 });

@@ -39,7 +39,7 @@ export interface CreateModelOptions extends ModelOptions, PrecisionOptions {
   /** Class names, or a file of them (default: the checkpoint's, ImageNet's for 1000 classes, else indices). */
   labels?: readonly string[] | string;
   threads?: number;
-  /** Where download progress and fine-tuning notes go (default: nowhere). */
+  /** Where download notes and fine-tuning notes go, with a progress bar on a terminal (default: nowhere, no bar). */
   log?: (line: string) => void;
 }
 
@@ -173,7 +173,7 @@ function labelsFor(o: CreateModelOptions, meta: ModelMeta | undefined, numClasse
  * checkpoint, which names its own.
  */
 export async function createModel(arch: string | undefined, o: CreateModelOptions = {}): Promise<VggNet> {
-  const path = o.weights ? await resolveWeights(o.weights, { arch, log: o.log }) : undefined;
+  const path = o.weights ? await resolveWeights(o.weights, { arch, log: o.log, progress: o.log ? undefined : false }) : undefined;
   const meta = path?.endsWith(".safetensors") ? readModelMeta(path) : undefined;
   const name = arch ?? meta?.arch;
   if (!name) throw new VggError("createModel: name an arch (or give a `vgg train` checkpoint as weights)");

@@ -90,6 +90,8 @@ export interface TrainConfig {
   resizedCrop?: boolean | "auto";
   /** Default: the starting weights' normalisation when they have one (fine-tuning), else "meanstd". */
   normalize?: "meanstd" | "mean" | "none";
+  /** Set by the trainer: which folder-data convention the run's splits follow (FOLDER_LAYOUT), for --resume. */
+  folderLayout?: number;
   /** Set by the trainer from the starting weights (fine-tuning): a fixed mean/std instead of the data's. */
   normalizeTo?: { mean: number[]; std: number[]; from: string };
   /** Held-out validation images (count or fraction). */
@@ -157,6 +159,8 @@ const RESUMABLE_OVERRIDES = new Set([
 /** Overrides that keep the saved value unless given again. */
 const STICKY = new Set(["epochs", "checkpointEvery", "testProtocol"]);
 export const DEFAULT_EPOCHS = 30;
+/** 2: folder data's val/ is the validation split and test/ the test split (before: val/ was the test split). */
+const FOLDER_LAYOUT = 2;
 /** A run's settings once the defaults and, on resume, the saved args are applied. */
 type RunConfig = TrainConfig & { epochs: number };
 
@@ -272,6 +276,13 @@ async function trainLocked(cfgIn: TrainConfig, log: Log, t0: number, sigint: Sto
     // invocation.
     const overrides = Object.entries(cfgIn).filter(([k, v]) => RESUMABLE_OVERRIDES.has(k) && !(STICKY.has(k) && v === undefined));
     cfg = { ...saved, ...Object.fromEntries(overrides) } as RunConfig;
+    // Folder runs started before val/ became the validation split (and test/ the test split) would resume on other
+    // splits and statistics: refused rather than silently changed.
+    if (/^folder:/i.test(cfg.data) && cfg.folderLayout !== FOLDER_LAYOUT)
+      throw new VggError(
+        "this folder run was started when val/ was its test split; resuming now would train and validate on other images: start a new run",
+        dir,
+      );
     const pos = ckpt.state.position;
     log(
       pos && pos.epoch === ckpt.state.epoch
@@ -282,7 +293,7 @@ async function trainLocked(cfgIn: TrainConfig, log: Log, t0: number, sigint: Sto
     throw new VggError("already holds a run: pass --resume to continue it, or choose another --out", dir);
   } else {
     // dropLast is saved with the run, so that its resume runs the same batches.
-    cfg = { ...cfgIn, epochs: cfgIn.epochs ?? DEFAULT_EPOCHS, dropLast: cfgIn.dropLast ?? false };
+    cfg = { ...cfgIn, epochs: cfgIn.epochs ?? DEFAULT_EPOCHS, dropLast: cfgIn.dropLast ?? false, folderLayout: FOLDER_LAYOUT };
   }
 
   // A new run's starting weights are read first: they give the input channels and the normalisation a fine-tuning
