@@ -22,7 +22,7 @@ import { initWeights, Rng } from "../src/weights/init.js";
 import { readNpy, writeNpy } from "../src/weights/npy.js";
 import { readSafetensorsFile } from "../src/weights/safetensors.js";
 import { buildModel } from "../src/zoo/model.js";
-import { assertCleanError, BIN, pool, ROOT, type RunResult, relErr, tmp, toyData, vgg, vggAsync } from "./helpers.js";
+import { assertCleanError, BIN, pool, printedUrl, ROOT, type RunResult, relErr, tmp, toyData, vgg, vggAsync } from "./helpers.js";
 
 const dir = tmp("vgg-flag-runs-");
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -723,21 +723,7 @@ test("serve-demo --host binds where told; --checkpoint gives a gray model its la
     cwd: ROOT,
   });
   try {
-    let out = "";
-    let err = "";
-    p.stderr.setEncoding("utf8").on("data", (s: string) => (err += s));
-    const url = await new Promise<string>((done, fail) => {
-      const timer = setTimeout(() => fail(new Error(`no URL printed: ${out} ${err}`)), 15_000);
-      p.on("close", () => fail(new Error(`serve-demo exited: ${err}`)));
-      p.stdout.setEncoding("utf8").on("data", (s: string) => {
-        out += s;
-        const u = /http:\/\/\S+/.exec(out);
-        if (u) {
-          clearTimeout(timer);
-          done(u[0]);
-        }
-      });
-    });
+    const { url } = await printedUrl(p);
     assert.match(url, /^http:\/\/127\.0\.0\.2:\d+\/$/);
     const info = await getJson(`${url}model.json`);
     assert.equal(info.status, 200);

@@ -1,5 +1,5 @@
 /** Shared test plumbing: run the real `vgg` binary, temp dirs, tolerances. */
-import { spawn, spawnSync } from "node:child_process";
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -107,4 +107,23 @@ export function assertCleanError(r: RunResult, pattern: RegExp): void {
 
 export function hasTorch(): boolean {
   return spawnSync("/usr/bin/python3", ["-c", "import torch, torchvision"], { encoding: "utf8" }).status === 0;
+}
+
+/** The first http:// URL a server process prints on stdout (it fails if the process exits or prints none in time). */
+export function printedUrl(p: ChildProcess, timeoutMs = 15_000): Promise<{ url: string; output: () => string }> {
+  let out = "";
+  let err = "";
+  p.stderr?.setEncoding("utf8").on("data", (s: string) => (err += s));
+  return new Promise((done, fail) => {
+    const timer = setTimeout(() => fail(new Error(`no URL printed: ${out} ${err}`)), timeoutMs);
+    p.on("close", () => fail(new Error(`the server exited: ${err}`)));
+    p.stdout?.setEncoding("utf8").on("data", (s: string) => {
+      out += s;
+      const u = /http:\/\/\S+/.exec(out);
+      if (u) {
+        clearTimeout(timer);
+        done({ url: u[0], output: () => out });
+      }
+    });
+  });
 }

@@ -11,7 +11,7 @@ import { createDemoServer, describeDemoModel, listen } from "../src/serve/demo.j
 import { saveCheckpoint } from "../src/train/checkpoint.js";
 import { initWeights } from "../src/weights/init.js";
 import { buildModel } from "../src/zoo/model.js";
-import { assertCleanError, BIN, ROOT, tmp, vggAsync } from "./helpers.js";
+import { assertCleanError, BIN, printedUrl, ROOT, tmp, vggAsync } from "./helpers.js";
 
 const dir = tmp("vgg-serve-");
 const site = join(dir, "site");
@@ -213,20 +213,9 @@ test("the CLI binds to 127.0.0.1 by default and stops on SIGTERM", async (t) => 
   // `npm test` builds the page first; this guards running the file alone after a plain `npm run build`.
   if (!fs.existsSync(join(ROOT, "dist", "web", "index.html"))) return t.skip("the page is not built (npm run build:web)");
   const p = spawn(process.execPath, [BIN, "serve-demo", "--model", modelFile, "--port", "0"], { cwd: ROOT });
-  let out = "";
-  const url = await new Promise<string>((done, fail) => {
-    const t = setTimeout(() => fail(new Error(`no URL printed: ${out}`)), 15_000);
-    p.stdout.setEncoding("utf8").on("data", (s: string) => {
-      out += s;
-      const m = /http:\/\/\S+/.exec(out);
-      if (m) {
-        clearTimeout(t);
-        done(m[0]);
-      }
-    });
-  });
+  const { url, output } = await printedUrl(p);
   assert.match(url, /^http:\/\/127\.0\.0\.1:\d+\/$/);
-  assert.match(out, /serving small model\.onnx \(vgg11, [\d.]+ MiB, 4 classes, taps relu1_1\)/);
+  assert.match(output(), /serving small model\.onnx \(vgg11, [\d.]+ MiB, 4 classes, taps relu1_1\)/);
   const code = await new Promise<number | null>((done) => {
     p.on("close", done);
     p.kill("SIGTERM");
