@@ -1,5 +1,5 @@
 /**
- * The memory estimate (src/memory.ts) against the real peak RSS: each size runs `vgg bench train|infer --json` in a
+ * The memory estimate (src/graph/memory.ts) against the real peak RSS: each size runs `vgg bench train|infer --json` in a
  * fresh process (its own peak), and the table gives estimate / measured. The guard should err high: a ratio
  * under 1 is a run the guard could let through that then runs out of memory.
  *
@@ -9,7 +9,7 @@ import { spawnSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { estimateInference, estimateTraining, fmtMiB } from "../src/memory.js";
+import { estimateInference, estimateTraining, fmtMiB } from "../src/graph/memory.js";
 import { buildModel, type ModelOptions } from "../src/zoo/model.js";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
@@ -61,7 +61,7 @@ for (const c of CASES) {
 const md = [
   `# Memory estimate vs peak RSS (${new Date().toISOString().slice(0, 16)})`,
   "",
-  "`node dist/bench/memory.js`: estimate from src/memory.ts, peak RSS of a fresh `vgg bench` process.",
+  "`node dist/bench/memory.js`: estimate from src/graph/memory.ts, peak RSS of a fresh `vgg bench` process.",
   "",
   "| work | size | estimate | peak RSS | estimate / RSS |",
   "|---|---|---|---|---|",

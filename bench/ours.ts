@@ -8,7 +8,7 @@
  */
 import { writeFileSync } from "node:fs";
 import { encodeInferenceGraph } from "../src/graph/infer.js";
-import { Predictor } from "../src/predictor.js";
+import { Predictor } from "../src/predict/predictor.js";
 import { createSession, type Session } from "../src/runtime/ort.js";
 import { initWeights } from "../src/weights/init.js";
 import { buildModel, macCount } from "../src/zoo/model.js";

@@ -16,10 +16,10 @@ import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "nod
 import { cpus, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { compileSpec, openCompiled } from "../src/compile.js";
 import { buildInferenceGraph } from "../src/graph/infer.js";
-import { encodeModelParts, type ModelSpec } from "../src/graph/onnx.js";
-import { lowerPrecision, type PrecisionOptions } from "../src/precision.js";
+import { lowerPrecision, type PrecisionOptions } from "../src/graph/precision.js";
+import { encodeModelParts, type ModelSpec } from "../src/onnx/encode.js";
+import { compileSpec, openCompiled } from "../src/runtime/open-graph.js";
 import { initWeights } from "../src/weights/init.js";
 import { buildModel, macCount } from "../src/zoo/model.js";
 import { intFlag, median, parseFlags, randomInput, timeSession } from "./timing.js";

@@ -10,7 +10,7 @@ import { cpus, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import sharp from "sharp";
-import { keyedRng } from "../src/data/rng.js";
+import { keyedRng } from "../src/random.js";
 
 /** Linux's USER_HZ: /proc/PID/stat's CPU times are in these ticks on every mainstream kernel configuration. */
 const USER_HZ = 100;

@@ -2,9 +2,10 @@
  * The timing method every ORT contender in bench/ shares, so "ours" and "ORT on torch's export" differ only in
  * the graph they hand ONNX Runtime. It mirrors what `vgg bench infer` reports (one JSON line, median batch time).
  */
+
+import { Xoshiro128 } from "../src/random.js";
 import type { Session } from "../src/runtime/ort.js";
 import type { Tensor } from "../src/tensor.js";
-import { Rng } from "../src/weights/init.js";
 
 export interface InferTiming {
   imagesPerSecond: number;
@@ -29,7 +30,7 @@ export function peakRssMB(): number {
 
 /** Seeded N(0, 1) input; its values do not change the work done, but a fixed seed keeps the runs identical. */
 export function randomInput(batch: number, size: number, seed = 0): Tensor {
-  const rng = new Rng(seed);
+  const rng = new Xoshiro128(seed);
   const data = new Float32Array(batch * 3 * size * size);
   for (let k = 0; k < data.length; k++) data[k] = rng.normal();
   return { dtype: "float32", shape: [batch, 3, size, size], data };

@@ -28,7 +28,10 @@ const OUT = join(ROOT, "src", "zoo", "imagenet-classes.json");
 const tmp = mkdtempSync(join(tmpdir(), "imagenet-labels-"));
 let labels;
 try {
-  const tgz = execFileSync("npm", ["pack", PACKAGE, "--pack-destination", tmp, "--silent"], { cwd: tmp, encoding: "utf8" }).trim().split("\n").pop();
+  const tgz = execFileSync("npm", ["pack", PACKAGE, "--pack-destination", tmp, "--silent"], { cwd: tmp, encoding: "utf8" })
+    .trim()
+    .split("\n")
+    .pop();
   execFileSync("tar", ["xzf", join(tmp, tgz), "-C", tmp, "package/dist/imagenet_classes.js"]);
   const src = readFileSync(join(tmp, "package", "dist", "imagenet_classes.js"), "utf8");
   // A CommonJS file that only assigns an object literal: evaluate it in an empty context.
@@ -44,7 +47,8 @@ try {
 }
 
 // The list names two classes just "crane": 134 the bird, 517 the machine. Name the bird as torchvision does.
-if (labels[134] !== "crane" || labels[517] !== "crane") throw new Error(`expected 'crane' at 134 and 517, got '${labels[134]}', '${labels[517]}'`);
+if (labels[134] !== "crane" || labels[517] !== "crane")
+  throw new Error(`expected 'crane' at 134 and 517, got '${labels[134]}', '${labels[517]}'`);
 labels[134] = "crane bird";
 if (new Set(labels).size !== 1000) throw new Error("class names are not unique");
 

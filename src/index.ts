@@ -10,7 +10,7 @@ export { type DistanceOptions, perceptualDistance } from "./features/distance.js
 export { type ExtractOptions, extractFeatures, type FeatureInputs, type FeaturePool, features } from "./features/extract.js";
 export { floatsToHalf, floatToHalf } from "./graph/half.js";
 export { buildInferenceGraph, encodeInferenceGraph, type InferenceGraphOptions } from "./graph/infer.js";
-export { encodeModel, encodeModelParts } from "./graph/onnx.js";
+export { type CalibrationMethod, calibrate, lowerPrecision, PRECISIONS, type Precision, type PrecisionOptions } from "./graph/precision.js";
 export {
   type ActivationType,
   activationParams,
@@ -24,10 +24,12 @@ export {
   type Range,
   toFloat16,
 } from "./graph/quantize.js";
-export { type CalibrationMethod, calibrate, lowerPrecision, PRECISIONS, type Precision, type PrecisionOptions } from "./precision.js";
+export { readNpy, writeNpy } from "./io/npy.js";
+export { encodeModel, encodeModelParts } from "./onnx/encode.js";
 export { featureGrid, type GrayImage, writeGrayPng } from "./predict/grid.js";
 export { type ExpandedInputs, expandInputs, type Skipped } from "./predict/inputs.js";
 export { type Prediction, type PredictOptions, predictFiles } from "./predict/predict.js";
+export { Predictor, type PredictorOptions } from "./predict/predictor.js";
 export {
   CAFFE_MEAN_BGR,
   checkpointPreprocessing,
@@ -43,9 +45,7 @@ export {
   TORCHVISION_STD,
 } from "./predict/preprocess.js";
 export { type ClassScore, softmax, topK } from "./predict/topk.js";
-export { Predictor, type PredictorOptions } from "./predictor.js";
 export type { DType, StateDict, Tensor } from "./tensor.js";
-export { type ModelMeta, readModelMeta } from "./train/checkpoint.js";
 export { TRAIN_DEFAULTS } from "./train/options.js";
 export type { EpochMetrics, TrainResult } from "./train/trainer.js";
 export { cachePath, isWeightsRef, type ResolveOptions, resolveWeights, verifyFile } from "./weights/hub.js";
@@ -53,7 +53,7 @@ export { loadStateDict } from "./weights/index.js";
 export { INIT_SCHEMES, type InitScheme, initWeights } from "./weights/init.js";
 export { loadWeights } from "./weights/load.js";
 export { type FineTuneFit, fitForFineTune, matchStateDict } from "./weights/match.js";
-export { readNpy, writeNpy } from "./weights/npy.js";
+export { type ModelMeta, readModelMeta } from "./weights/model-meta.js";
 export { PRETRAINED, type PretrainedEntry, pretrainedEntry } from "./weights/pretrained.js";
 export { readSafetensors, writeSafetensors } from "./weights/safetensors.js";
 export { ARCHS, type ArchSpec, archSpec, CONFIGS, type ConfigItem } from "./zoo/configs.js";

@@ -13,13 +13,14 @@ import { join } from "node:path";
 import { after, test } from "node:test";
 import { pathToFileURL } from "node:url";
 import { encodeInferenceGraph } from "../src/graph/infer.js";
-import { readOnnxInfo } from "../src/graph/onnx-read.js";
+import { readNpy, writeNpy } from "../src/io/npy.js";
+import { readOnnxInfo } from "../src/onnx/decode.js";
+import { Xoshiro128 } from "../src/random.js";
 import { cpuSaturatesU8S8 } from "../src/runtime/cpu.js";
 import { createSession } from "../src/runtime/ort.js";
 import type { StateDict, Tensor } from "../src/tensor.js";
 import { saveCheckpoint } from "../src/train/checkpoint.js";
-import { initWeights, Rng } from "../src/weights/init.js";
-import { readNpy, writeNpy } from "../src/weights/npy.js";
+import { initWeights } from "../src/weights/init.js";
 import { readSafetensorsFile } from "../src/weights/safetensors.js";
 import { buildModel } from "../src/zoo/model.js";
 import { assertCleanError, BIN, pool, printedUrl, ROOT, type RunResult, relErr, tmp, toyData, vgg, vggAsync } from "./helpers.js";
@@ -33,7 +34,7 @@ function ok(r: RunResult, what: string): RunResult {
 }
 
 function randomImages(n: number, shape: number[], seed: number): Tensor {
-  const rng = new Rng(seed);
+  const rng = new Xoshiro128(seed);
   const per = shape.reduce((a, b) => a * b, 1);
   return { dtype: "float32", shape: [n, ...shape], data: new Float32Array(n * per).map(() => rng.normal()) };
 }
@@ -286,7 +287,7 @@ test("precision flags: each changes the exported graph as it says, and infer run
 
 /** n 1x32x32 images sorted by class (n/4 of class 0, then class 1, ...): the file order is visible in a batch. */
 function sortedData(d: string, n: number): string {
-  const rng = new Rng(3);
+  const rng = new Xoshiro128(3);
   const x = new Uint8Array(n * 1024);
   const y = new BigInt64Array(n);
   for (let i = 0; i < n; i++) {

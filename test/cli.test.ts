@@ -3,8 +3,8 @@ import { spawnSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
+import { readNpy, writeNpy } from "../src/io/npy.js";
 import { createSession } from "../src/runtime/ort.js";
-import { readNpy, writeNpy } from "../src/weights/npy.js";
 import { assertCleanError, tmp, vgg } from "./helpers.js";
 
 test("vgg list prints all twelve models with params and GFLOPs", () => {

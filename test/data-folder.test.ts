@@ -7,10 +7,10 @@ import sharp from "sharp";
 import { splitImage, splitLabels } from "../src/data/dataset.js";
 import { decodeImage, scanFolderDataset, scanImageFolder } from "../src/data/folder.js";
 import { BatchLoader } from "../src/data/loader.js";
-import { sampleRng } from "../src/data/rng.js";
 import { openDataset } from "../src/data/spec.js";
 import { compileTransforms, transformImage } from "../src/data/transforms.js";
 import { VggError } from "../src/errors.js";
+import { sampleRng } from "../src/random.js";
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), "vgg-folder-"));
 process.on("exit", () => fs.rmSync(root, { recursive: true, force: true }));

@@ -7,8 +7,8 @@ import { test } from "node:test";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { type ArraySource, holdOut, type Split } from "../src/data/dataset.js";
 import { type Batch, BatchLoader, type LoaderOptions } from "../src/data/loader.js";
-import { keyedRng } from "../src/data/rng.js";
 import { VggError } from "../src/errors.js";
+import { keyedRng } from "../src/random.js";
 
 const N = 1000;
 

@@ -6,7 +6,7 @@ import { test } from "node:test";
 import { splitImage } from "../src/data/dataset.js";
 import { openDataset, parseDataSpec } from "../src/data/spec.js";
 import { VggError } from "../src/errors.js";
-import { writeNpy } from "../src/weights/npy.js";
+import { writeNpy } from "../src/io/npy.js";
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vgg-npy-"));
 process.on("exit", () => fs.rmSync(dir, { recursive: true, force: true }));

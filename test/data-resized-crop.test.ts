@@ -12,7 +12,6 @@ import { test } from "node:test";
 import { fullSplit } from "../src/data/dataset.js";
 import { decodeImage, loadSharp } from "../src/data/folder.js";
 import { BatchLoader } from "../src/data/loader.js";
-import { keyedRng, type Rng, sampleRng } from "../src/data/rng.js";
 import {
   compileTransforms,
   crop,
@@ -28,7 +27,8 @@ import {
   transformImage,
 } from "../src/data/transforms.js";
 import { VggError } from "../src/errors.js";
-import { writeNpy } from "../src/weights/npy.js";
+import { writeNpy } from "../src/io/npy.js";
+import { keyedRng, type Sfc32, sampleRng } from "../src/random.js";
 import { hasTorch } from "./helpers.js";
 
 const IMAGENET_MEAN = [0.485, 0.456, 0.406];
@@ -42,7 +42,7 @@ function randomImage(c: number, h: number, w: number, seed = 1): Image {
 }
 
 /** A generator that records what it hands out, so Python can replay the same draws into torchvision. */
-function recording(rng: Rng): { rng: Rng; floats: number[]; ints: number[] } {
+function recording(rng: Sfc32): { rng: Sfc32; floats: number[]; ints: number[] } {
   const floats: number[] = [];
   const ints: number[] = [];
   const r = {
@@ -56,7 +56,7 @@ function recording(rng: Rng): { rng: Rng; floats: number[]; ints: number[] } {
       ints.push(v);
       return v;
     },
-  } as unknown as Rng;
+  } as unknown as Sfc32;
   return { rng: r, floats, ints };
 }
 

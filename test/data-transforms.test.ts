@@ -1,6 +1,5 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { keyedRng, permutation, Rng, sampleRng } from "../src/data/rng.js";
 import {
   centerCrop,
   compileTransforms,
@@ -24,6 +23,7 @@ import {
   transformImage,
 } from "../src/data/transforms.js";
 import { VggError } from "../src/errors.js";
+import { keyedRng, permutation, Sfc32, sampleRng } from "../src/random.js";
 
 function randomImage(c: number, h: number, w: number, seed = 1): Image {
   const r = keyedRng(seed, 99);
@@ -46,7 +46,7 @@ test("keyed rng: same key same stream, different keys differ; permutation is a p
     [...p].sort((x, y) => x - y),
     Array.from({ length: 1000 }, (_, i) => i),
   );
-  const r = new Rng(1, 2, 3, 4);
+  const r = new Sfc32(1, 2, 3, 4);
   let s = 0;
   let q = 0;
   for (let i = 0; i < 20000; i++) {

@@ -8,8 +8,8 @@ import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
-import { Predictor } from "../src/predictor.js";
-import { readNpy } from "../src/weights/npy.js";
+import { readNpy } from "../src/io/npy.js";
+import { Predictor } from "../src/predict/predictor.js";
 import { hasTorch, ROOT, relErr, tmp, vgg } from "./helpers.js";
 
 const DIR = join(ROOT, "test", "fixtures", "golden");

@@ -3,9 +3,9 @@
  * innermost), against central differences of the forward along random directions. The functional is
  * L = sum(y * R) for a fixed random R (so dL/dy = R), evaluated in float64 from float32 ORT outputs.
  */
-import { GraphBuilder } from "../src/graph/builder.js";
-import { TRAIN_OPSET } from "../src/graph/emit.js";
-import { encodeModel } from "../src/graph/onnx.js";
+import { GraphBuilder } from "../src/onnx/builder.js";
+import { encodeModel } from "../src/onnx/encode.js";
+import { TRAIN_OPSET } from "../src/ops/emit.js";
 import { type OpName, opOf } from "../src/ops/index.js";
 import type { TrainCtx } from "../src/ops/types.js";
 import { createSession, type Session } from "../src/runtime/ort.js";

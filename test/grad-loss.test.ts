@@ -1,8 +1,8 @@
 /** Softmax cross-entropy (with label smoothing) and its gradient, against float64 references and differences. */
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { GraphBuilder } from "../src/graph/builder.js";
-import { TRAIN_OPSET } from "../src/graph/emit.js";
+import { GraphBuilder } from "../src/onnx/builder.js";
+import { TRAIN_OPSET } from "../src/ops/emit.js";
 import { softmaxCrossEntropy } from "../src/ops/loss.js";
 import { createSession } from "../src/runtime/ort.js";
 import { prng } from "./train-step-helpers.js";

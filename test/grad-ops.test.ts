@@ -47,7 +47,7 @@ test("grad: conv 3x3 at batch 32 (im2col by Gather instead of Slices), equal to 
   const c = { kind: "conv" as const, attrs: { inC: 2, outC: 3, kernel: 3 }, inShape: [2, 4, 2], batch: 32 };
   const r = await gradCheck(c);
   assertWorst(r.worst);
-  const { GATHER_MIN_BATCH } = await import("../src/graph/emit.js");
+  const { GATHER_MIN_BATCH } = await import("../src/ops/emit.js");
   assert.ok(c.batch >= GATHER_MIN_BATCH);
   const w = await gradCheck({ ...c, convAlgo: "winograd", convWeightGrad: "winograd" }, { directions: 0 });
   for (let k = 0; k < r.y.length; k++) assert.ok(Math.abs(r.y[k] - w.y[k]) < 1e-5, `y ${k}`);
@@ -168,7 +168,7 @@ test("grad: LRN (paper constants, and a strong alpha so the nonlinearity shows)"
 
 test("grad: LRN training forward equals ONNX LRN", async () => {
   const { lrn } = await import("../src/ops/lrn.js");
-  const { GraphBuilder } = await import("../src/graph/builder.js");
+  const { GraphBuilder } = await import("../src/onnx/builder.js");
   const { createSession } = await import("../src/runtime/ort.js");
   const attrs = { size: 5, alpha: 2, beta: 0.75, k: 1 };
   const r = await gradCheck({ kind: "lrn", attrs, inShape: [7, 3, 2], batch: 2 }, { directions: 0 });
@@ -212,7 +212,7 @@ test("grad: dropout with its (seed-fixed) mask", async () => {
   const r = await gradCheck({ kind: "dropout", attrs: { p: 0.5 }, inShape: [40], batch: 8 });
   assertWorst(r.worst);
   // inverted dropout: kept elements scaled by 1/(1-p), the rest 0; the gradient is the same mask
-  const { counterRandom } = await import("../src/graph/emit.js");
+  const { counterRandom } = await import("../src/random.js");
   const u = counterRandom(12345, 3, 320);
   const { prng } = await import("./train-step-helpers.js");
   const rnd = prng(1);

@@ -3,8 +3,8 @@ import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { Rng } from "../src/weights/init.js";
-import { writeNpy } from "../src/weights/npy.js";
+import { writeNpy } from "../src/io/npy.js";
+import { Xoshiro128 } from "../src/random.js";
 
 export const ROOT = resolve(import.meta.dirname, "..", "..");
 export const BIN = join(ROOT, "bin", "vgg.js");
@@ -64,7 +64,7 @@ export async function pool<T>(jobs: (() => Promise<T>)[], width = 2): Promise<T[
  * its own position on noise (seeded).
  */
 export function toyData(dir: string, n: number, seed: number): string {
-  const rng = new Rng(seed);
+  const rng = new Xoshiro128(seed);
   const x = new Uint8Array(n * 32 * 32);
   const y = new BigInt64Array(n);
   for (let i = 0; i < n; i++) {

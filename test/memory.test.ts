@@ -3,7 +3,7 @@ import * as fs from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
 import { FASHION_MNIST_DIR } from "../src/data/spec.js";
-import { estimateInference, estimateTraining, evalBatchSize } from "../src/memory.js";
+import { estimateInference, estimateTraining, evalBatchSize } from "../src/graph/memory.js";
 import { buildModel } from "../src/zoo/model.js";
 import { assertCleanError, tmp, vgg } from "./helpers.js";
 

@@ -5,18 +5,19 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, wri
 import { join } from "node:path";
 import { test } from "node:test";
 import sharp from "sharp";
-import { compileSpec, openCompiled } from "../src/compile.js";
 import { readIdxImages, readIdxLabels } from "../src/data/idx.js";
 import { FASHION_MNIST_DIR } from "../src/data/spec.js";
 import { floatsToHalf, floatToHalf } from "../src/graph/half.js";
 import { buildInferenceGraph } from "../src/graph/infer.js";
+import { lowerPrecision, type PrecisionOptions } from "../src/graph/precision.js";
 import { activationParams, quantizeWeight, roundEven } from "../src/graph/quantize.js";
-import { lowerPrecision, type PrecisionOptions } from "../src/precision.js";
+import { readNpy, writeNpy } from "../src/io/npy.js";
+import { Xoshiro128 } from "../src/random.js";
+import { compileSpec, openCompiled } from "../src/runtime/open-graph.js";
 import { createSession } from "../src/runtime/ort.js";
 import type { Tensor } from "../src/tensor.js";
-import { initWeights, Rng } from "../src/weights/init.js";
+import { initWeights } from "../src/weights/init.js";
 import { halfToFloat } from "../src/weights/match.js";
-import { readNpy, writeNpy } from "../src/weights/npy.js";
 import { buildModel } from "../src/zoo/model.js";
 import { assertCleanError, relErr, tmp, vgg } from "./helpers.js";
 
@@ -126,7 +127,7 @@ async function kernelsRun(
 }
 
 function randomImages(n: number, shape: number[], seed: number): Tensor {
-  const rng = new Rng(seed);
+  const rng = new Xoshiro128(seed);
   const size = n * shape.reduce((a, b) => a * b, 1);
   return { dtype: "float32", shape: [n, ...shape], data: new Float32Array(size).map(() => rng.normal()) };
 }
@@ -215,7 +216,7 @@ test("vgg export --precision fp16|int8: half and a quarter of the size, ONNX's c
   // decode is skipped with a note.
   const imgs = join(d, "imgs");
   mkdirSync(imgs);
-  const rng = new Rng(9);
+  const rng = new Xoshiro128(9);
   for (let k = 0; k < 3; k++) {
     const px = Buffer.from(new Uint8Array(40 * 50 * 3).map(() => Math.floor(rng.next() * 256)));
     await sharp(px, { raw: { width: 50, height: 40, channels: 3 } })

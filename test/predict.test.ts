@@ -7,6 +7,7 @@ import { test } from "node:test";
 import * as zlib from "node:zlib";
 import sharp from "sharp";
 import { encodeIdx } from "../src/data/idx.js";
+import { readNpy } from "../src/io/npy.js";
 import { simpleGlob } from "../src/predict/inputs.js";
 import {
   CAFFE_MEAN_BGR,
@@ -17,7 +18,6 @@ import {
   TORCHVISION_STD,
 } from "../src/predict/preprocess.js";
 import { softmax, topK } from "../src/predict/topk.js";
-import { readNpy } from "../src/weights/npy.js";
 import { readSafetensorsFile } from "../src/weights/safetensors.js";
 import { IMAGENET_CLASSES, readLabels } from "../src/zoo/labels.js";
 import { assertCleanError, hasTorch, tmp, vgg, vggAsync } from "./helpers.js";
@@ -357,7 +357,7 @@ test("the torchvision preset equals torchvision.transforms on a JPEG", {
   await ready;
   const x = await loadImage(files.jpg, presetPreprocessing("torchvision", 224));
   const ours = join(dir, "ours.npy");
-  const { writeNpy } = await import("../src/weights/npy.js");
+  const { writeNpy } = await import("../src/io/npy.js");
   writeNpy(ours, { dtype: "float32", shape: [3, 224, 224], data: x.data as Float32Array });
   // Tolerance: at most 2/255 in pixel units (before dividing by std) and a tiny mean. PIL resizes in fixed point
   // and this code in float, so a value on a rounding tie can land one level apart; JPEG decoders (libvips' and

@@ -9,12 +9,12 @@ import { mkdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import type { Split } from "../src/data/dataset.js";
-import { keyedRng } from "../src/data/rng.js";
 import { VggError } from "../src/errors.js";
 import { evaluateProtocol, imageFitsInput } from "../src/eval/protocols.js";
+import { writeNpy } from "../src/io/npy.js";
+import { keyedRng } from "../src/random.js";
 import { saveCheckpoint } from "../src/train/checkpoint.js";
 import { initWeights } from "../src/weights/init.js";
-import { writeNpy } from "../src/weights/npy.js";
 import { buildModel, type ModelOptions } from "../src/zoo/model.js";
 import { assertCleanError, pool, type RunResult, tmp, vggAsync } from "./helpers.js";
 

@@ -8,9 +8,9 @@ import { join } from "node:path";
 import { after, test } from "node:test";
 import { readIdxImages, readIdxLabels } from "../src/data/idx.js";
 import { FASHION_MNIST_DIR } from "../src/data/spec.js";
+import { writeNpy } from "../src/io/npy.js";
 import { CHART_COUNT } from "../src/reproduce/html.js";
 import type { ReproduceResults } from "../src/reproduce/results.js";
-import { writeNpy } from "../src/weights/npy.js";
 import { assertCleanError, ROOT, tmp, vgg } from "./helpers.js";
 import { chromiumSkip, openReport } from "./report-browser.js";
 

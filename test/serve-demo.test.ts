@@ -6,7 +6,7 @@ import * as http from "node:http";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { encodeInferenceGraph } from "../src/graph/infer.js";
-import { readOnnxInfo } from "../src/graph/onnx-read.js";
+import { readOnnxInfo } from "../src/onnx/decode.js";
 import { createDemoServer, describeDemoModel, listen } from "../src/serve/demo.js";
 import { saveCheckpoint } from "../src/train/checkpoint.js";
 import { initWeights } from "../src/weights/init.js";

@@ -3,8 +3,8 @@ import assert from "node:assert/strict";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
+import { readNpy, writeNpy } from "../src/io/npy.js";
 import { loadCheckpoint, saveCheckpoint } from "../src/train/checkpoint.js";
-import { readNpy, writeNpy } from "../src/weights/npy.js";
 import { readSafetensors } from "../src/weights/safetensors.js";
 import { assertCleanError, tmp, toyData, vgg } from "./helpers.js";
 

@@ -13,7 +13,7 @@ import { hostname } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { Rng } from "../src/weights/init.js";
+import { Xoshiro128 } from "../src/random.js";
 import { readSafetensors, readSafetensorsFile } from "../src/weights/safetensors.js";
 import { assertCleanError, BIN, ROOT, tmp, toyData, vgg } from "./helpers.js";
 
@@ -198,7 +198,7 @@ test("SIGKILL at 20+ random moments (during steps, checkpoint writes, start-up),
   const t0 = Date.now();
   const ref = await referenceRun();
   const out = join(DIR, "killed");
-  const rng = new Rng(2024);
+  const rng = new Xoshiro128(2024);
   // Each checkpoint sleeps 3 x 20 ms inside its writes (test hook), so kills land in them often.
   const env = { VGG_TEST_SLOW_CHECKPOINT_MS: "20" };
   const TARGET = 24;

@@ -8,7 +8,7 @@ import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
-import { encodeModel } from "../src/graph/onnx.js";
+import { estimateTraining } from "../src/graph/memory.js";
 import {
   buildTrainStep,
   freezeParts,
@@ -18,7 +18,7 @@ import {
   stepFeeds,
   type TrainStepOptions,
 } from "../src/graph/train-step.js";
-import { estimateTraining } from "../src/memory.js";
+import { encodeModel } from "../src/onnx/encode.js";
 import { createSession } from "../src/runtime/ort.js";
 import type { StateDict, Tensor } from "../src/tensor.js";
 import { initWeights } from "../src/weights/init.js";

@@ -1,7 +1,7 @@
 /** Helpers of the training-step tests: a small safetensors reader (fixtures), running steps, comparing updates. */
 import { readFileSync } from "node:fs";
-import { encodeModel } from "../src/graph/onnx.js";
 import { buildTrainStep, stepFeeds, type TrainStep, type TrainStepOptions } from "../src/graph/train-step.js";
+import { encodeModel } from "../src/onnx/encode.js";
 import { createSession, type Session } from "../src/runtime/ort.js";
 import type { StateDict, Tensor } from "../src/tensor.js";
 import type { VggModel } from "../src/zoo/model.js";

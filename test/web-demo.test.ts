@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { type BrowserContext, chromium, type Page } from "playwright-core";
 import sharp from "sharp";
-import { readNpy } from "../src/weights/npy.js";
+import { readNpy } from "../src/io/npy.js";
 import { BIN, ROOT, tmp, vggAsync } from "./helpers.js";
 
 const CHROMIUM = "/usr/bin/chromium";

@@ -10,7 +10,7 @@ import * as http from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { preprocessImage, presetPreprocessing } from "../src/predict/preprocess-core.js";
+import { preprocessImage, presetPreprocessing } from "../src/data/preprocessing.js";
 import { float32 } from "../src/tensor.js";
 import {
   cachedFiles,

@@ -3,8 +3,8 @@ import { spawnSync } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
+import { readNpy, writeNpy } from "../src/io/npy.js";
 import type { Tensor } from "../src/tensor.js";
-import { readNpy, writeNpy } from "../src/weights/npy.js";
 import { assertCleanOutcome, assertVggError, tmpDir } from "./weights-helpers.js";
 
 const dir = tmpDir();

@@ -2,8 +2,8 @@ import assert from "node:assert/strict";
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
+import { writeFileAtomic } from "../src/io/atomic.js";
 import type { StateDict, Tensor } from "../src/tensor.js";
-import { writeFileAtomic } from "../src/weights/atomic.js";
 import { readSafetensors, readSafetensorsFile, writeSafetensors } from "../src/weights/safetensors.js";
 import { assertCleanOutcome, assertVggError, tmpDir } from "./weights-helpers.js";
 

@@ -1,8 +1,8 @@
 /** Shared pieces of the fuzzer's mutators: byte helpers, "interesting" numbers, and the mutant type. */
 import * as zlib from "node:zlib";
-import type { Rng } from "../../src/data/rng.js";
+import type { Sfc32 } from "../../src/random.js";
 
-export type { Rng };
+export type { Sfc32 };
 
 /** A mutated file: its bytes and what was done to it (shown when it makes a reader fail). */
 export interface Mutant {
@@ -10,11 +10,11 @@ export interface Mutant {
   what: string;
 }
 
-export function pick<T>(rng: Rng, xs: readonly T[]): T {
+export function pick<T>(rng: Sfc32, xs: readonly T[]): T {
   return xs[rng.int(xs.length)];
 }
 
-export function chance(rng: Rng, p: number): boolean {
+export function chance(rng: Sfc32, p: number): boolean {
   return rng.float() < p;
 }
 
@@ -69,7 +69,7 @@ export const INTERESTING_64: bigint[] = [
 ];
 
 /** An interesting replacement for `v`: an edge value, or `v` nudged, doubled or multiplied into the huge. */
-export function interesting32(rng: Rng, v: number): number {
+export function interesting32(rng: Sfc32, v: number): number {
   switch (rng.int(4)) {
     case 0:
       return (v + pick(rng, [-2, -1, 1, 2, 8])) >>> 0;
@@ -80,7 +80,7 @@ export function interesting32(rng: Rng, v: number): number {
   }
 }
 
-export function interesting64(rng: Rng, v: bigint): bigint {
+export function interesting64(rng: Sfc32, v: bigint): bigint {
   switch (rng.int(4)) {
     case 0:
       return BigInt.asUintN(64, v + BigInt(pick(rng, [-2, -1, 1, 2, 8])));
@@ -113,7 +113,7 @@ export const WEIRD_NUMBERS = [
 ];
 
 /** Position for a cut or an edit: anywhere, in the first bytes (headers), or near the end. */
-export function position(rng: Rng, len: number): number {
+export function position(rng: Sfc32, len: number): number {
   if (len <= 1) return 0;
   switch (rng.int(3)) {
     case 0:

@@ -1,12 +1,12 @@
 /** Format-aware mutations of the data files: IDX (raw and gzip), CIFAR-10 batches, PNG/JPEG/WebP images. */
 import * as zlib from "node:zlib";
-import { chance, concat, crc32, interesting32, latin1, type Mutant, pick, type Rng } from "./common.js";
+import { chance, concat, crc32, interesting32, latin1, type Mutant, pick, type Sfc32 } from "./common.js";
 import { mutateBytes } from "./mutate.js";
 
 // ---------------------------------------------------------------------------------------------------------------
 // IDX: 0 0 type ndim, ndim big-endian u32 dims, data
 
-export function mutateIdx(rng: Rng, seed: Uint8Array): Mutant {
+export function mutateIdx(rng: Sfc32, seed: Uint8Array): Mutant {
   const out = seed.slice();
   const v = new DataView(out.buffer);
   const ndim = seed[3];
@@ -39,7 +39,7 @@ export function mutateIdx(rng: Rng, seed: Uint8Array): Mutant {
 }
 
 /** gzip-level mutations; `inner` is the IDX file the seed compresses. */
-export function mutateIdxGz(rng: Rng, seed: Uint8Array, inner: Uint8Array): Mutant {
+export function mutateIdxGz(rng: Sfc32, seed: Uint8Array, inner: Uint8Array): Mutant {
   const r = rng.int(10);
   if (r < 4) {
     const m = mutateIdx(rng, inner);
@@ -86,7 +86,7 @@ export function mutateIdxGz(rng: Rng, seed: Uint8Array, inner: Uint8Array): Muta
 // ---------------------------------------------------------------------------------------------------------------
 // CIFAR-10: records of 1 label byte + 3072 pixel bytes
 
-export function mutateCifar(rng: Rng, seed: Uint8Array): Mutant {
+export function mutateCifar(rng: Sfc32, seed: Uint8Array): Mutant {
   const r = rng.int(4);
   if (r === 0) {
     const out = seed.slice();
@@ -136,7 +136,7 @@ function pngBuild(chunks: Chunk[], lenLie?: { index: number; len: number }): Uin
   return concat(parts);
 }
 
-function mutatePng(rng: Rng, seed: Uint8Array): Mutant {
+function mutatePng(rng: Sfc32, seed: Uint8Array): Mutant {
   const chunks = pngChunks(seed).map((c) => ({ ...c }));
   const ihdr = chunks[0].data.slice();
   const v = new DataView(ihdr.buffer);
@@ -180,7 +180,7 @@ function mutatePng(rng: Rng, seed: Uint8Array): Mutant {
   }
 }
 
-function mutateJpeg(rng: Rng, seed: Uint8Array): Mutant {
+function mutateJpeg(rng: Sfc32, seed: Uint8Array): Mutant {
   const out = seed.slice();
   const v = new DataView(out.buffer);
   const markers: number[] = [];
@@ -200,7 +200,7 @@ function mutateJpeg(rng: Rng, seed: Uint8Array): Mutant {
   return mutateBytes(rng, seed);
 }
 
-function mutateWebp(rng: Rng, seed: Uint8Array): Mutant {
+function mutateWebp(rng: Sfc32, seed: Uint8Array): Mutant {
   const out = seed.slice();
   const v = new DataView(out.buffer);
   switch (rng.int(4)) {
@@ -221,7 +221,7 @@ function mutateWebp(rng: Rng, seed: Uint8Array): Mutant {
   }
 }
 
-export function mutateImage(rng: Rng, seed: Uint8Array): Mutant {
+export function mutateImage(rng: Sfc32, seed: Uint8Array): Mutant {
   if (chance(rng, 0.4)) return mutateBytes(rng, seed);
   if (seed[0] === 0x89) return mutatePng(rng, seed);
   if (seed[0] === 0xff) return mutateJpeg(rng, seed);

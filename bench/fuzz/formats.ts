@@ -1,5 +1,5 @@
 /** The fuzzed formats and how a mutant of each is made (deterministically from the seed, format and index). */
-import { keyedRng } from "../../src/data/rng.js";
+import { keyedRng } from "../../src/random.js";
 import { chance, type Mutant, pick } from "./common.js";
 import { mutateCifar, mutateIdx, mutateIdxGz, mutateImage } from "./data.js";
 import { mutateBytes } from "./mutate.js";

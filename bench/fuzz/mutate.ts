@@ -1,16 +1,16 @@
 /** Format-blind mutations: truncation, bit flips, integer overwrites, inserted, deleted and repeated ranges. */
-import { concat, INTERESTING_32, INTERESTING_64, type Mutant, pick, position, type Rng } from "./common.js";
+import { concat, INTERESTING_32, INTERESTING_64, type Mutant, pick, position, type Sfc32 } from "./common.js";
 
-function truncate(rng: Rng, b: Uint8Array): Mutant {
+function truncate(rng: Sfc32, b: Uint8Array): Mutant {
   const at = chance3(rng) ? rng.int(Math.max(1, Math.min(b.length, 64))) : position(rng, b.length);
   return { bytes: b.slice(0, at), what: `truncate to ${at} bytes` };
 }
 
-function chance3(rng: Rng): boolean {
+function chance3(rng: Sfc32): boolean {
   return rng.int(3) === 0;
 }
 
-function flipBits(rng: Rng, b: Uint8Array): Mutant {
+function flipBits(rng: Sfc32, b: Uint8Array): Mutant {
   const out = b.slice();
   const n = pick(rng, [1, 1, 1, 2, 3, 4, 8, 32]);
   const at: number[] = [];
@@ -23,7 +23,7 @@ function flipBits(rng: Rng, b: Uint8Array): Mutant {
   return { bytes: out, what: `flip bits ${at.slice(0, 6).join(",")}${at.length > 6 ? ",..." : ""}` };
 }
 
-function setBytes(rng: Rng, b: Uint8Array): Mutant {
+function setBytes(rng: Sfc32, b: Uint8Array): Mutant {
   const out = b.slice();
   const n = 1 + rng.int(4);
   const at: number[] = [];
@@ -35,7 +35,7 @@ function setBytes(rng: Rng, b: Uint8Array): Mutant {
   return { bytes: out, what: `set bytes at ${at.join(",")}` };
 }
 
-function setInt(rng: Rng, b: Uint8Array): Mutant {
+function setInt(rng: Sfc32, b: Uint8Array): Mutant {
   const size = pick(rng, [2, 4, 4, 8]);
   if (b.length < size) return truncate(rng, b);
   const out = b.slice();
@@ -56,7 +56,7 @@ function setInt(rng: Rng, b: Uint8Array): Mutant {
   return { bytes: out, what: `u${size * 8}${le ? "le" : "be"} ${shown} at ${p}` };
 }
 
-function insert(rng: Rng, b: Uint8Array): Mutant {
+function insert(rng: Sfc32, b: Uint8Array): Mutant {
   const p = position(rng, b.length + 1);
   const n = pick(rng, [1, 2, 4, 8, 64, 1000]);
   const fill = rng.int(3);
@@ -64,13 +64,13 @@ function insert(rng: Rng, b: Uint8Array): Mutant {
   return { bytes: concat([b.subarray(0, p), junk, b.subarray(p)]), what: `insert ${n} bytes at ${p}` };
 }
 
-function remove(rng: Rng, b: Uint8Array): Mutant {
+function remove(rng: Sfc32, b: Uint8Array): Mutant {
   const p = position(rng, b.length);
   const n = Math.min(b.length - p, pick(rng, [1, 2, 4, 8, 100, 4096]));
   return { bytes: concat([b.subarray(0, p), b.subarray(p + n)]), what: `delete ${n} bytes at ${p}` };
 }
 
-function repeat(rng: Rng, b: Uint8Array): Mutant {
+function repeat(rng: Sfc32, b: Uint8Array): Mutant {
   const p = position(rng, b.length);
   const n = Math.min(b.length - p, pick(rng, [1, 8, 64, 512, 4096]));
   const times = pick(rng, [1, 2, 16, 256]);
@@ -81,7 +81,7 @@ function repeat(rng: Rng, b: Uint8Array): Mutant {
   };
 }
 
-function overwriteFrom(rng: Rng, b: Uint8Array): Mutant {
+function overwriteFrom(rng: Sfc32, b: Uint8Array): Mutant {
   if (b.length < 2) return flipBits(rng, b);
   const from = rng.int(b.length);
   const to = position(rng, b.length);
@@ -91,7 +91,7 @@ function overwriteFrom(rng: Rng, b: Uint8Array): Mutant {
   return { bytes: out, what: `copy ${n} bytes from ${from} to ${to}` };
 }
 
-function append(rng: Rng, b: Uint8Array): Mutant {
+function append(rng: Sfc32, b: Uint8Array): Mutant {
   const n = pick(rng, [1, 3, 8, 100, 4096]);
   return { bytes: concat([b, new Uint8Array(n).map(() => rng.int(256))]), what: `append ${n} bytes` };
 }
@@ -99,7 +99,7 @@ function append(rng: Rng, b: Uint8Array): Mutant {
 const OPS = [truncate, truncate, flipBits, flipBits, flipBits, setBytes, setInt, setInt, insert, remove, repeat, overwriteFrom, append];
 
 /** One random format-blind mutation of `b` (never modified in place). */
-export function mutateBytes(rng: Rng, b: Uint8Array): Mutant {
+export function mutateBytes(rng: Sfc32, b: Uint8Array): Mutant {
   if (b.length === 0) return append(rng, b);
   return pick(rng, OPS)(rng, b);
 }

@@ -2,7 +2,7 @@
  * ONNX-aware mutations: the model is decoded into a protobuf field tree (with the schema of the messages a VGG
  * export holds), edited (dims, dtypes, op types, lengths, wire types, external data, nesting), and re-encoded.
  */
-import { chance, concat, INTERESTING_64, interesting64, latin1, type Mutant, pick, type Rng, utf8 } from "./common.js";
+import { chance, concat, INTERESTING_64, interesting64, latin1, type Mutant, pick, type Sfc32, utf8 } from "./common.js";
 import { mutateBytes } from "./mutate.js";
 
 export interface PField {
@@ -136,7 +136,7 @@ function nestedUnknown(depth: number, groups: boolean): Uint8Array {
   return concat(parts);
 }
 
-function editTensor(rng: Rng, t: PField[]): string {
+function editTensor(rng: Sfc32, t: PField[]): string {
   const dims = t.filter((f) => f.num === 1);
   switch (rng.int(6)) {
     case 0:
@@ -175,7 +175,7 @@ function editTensor(rng: Rng, t: PField[]): string {
   }
 }
 
-function editNode(rng: Rng, n: PField[]): string {
+function editNode(rng: Sfc32, n: PField[]): string {
   switch (rng.int(5)) {
     case 0: {
       const op = n.find((f) => f.num === 4);
@@ -211,7 +211,7 @@ function editNode(rng: Rng, n: PField[]): string {
   }
 }
 
-export function mutateOnnx(rng: Rng, seed: Uint8Array): Mutant {
+export function mutateOnnx(rng: Sfc32, seed: Uint8Array): Mutant {
   if (chance(rng, 0.25)) return mutateBytes(rng, seed);
   const tree = decode(seed);
   const all = walk(tree, MODEL);

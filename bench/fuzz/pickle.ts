@@ -2,7 +2,7 @@
  * Pickle-aware mutations for the .pth readers: forbidden globals, lying lengths, deep nesting, opcodes outside the
  * unpickler's set, and edits of the integers that become tensor sizes, strides, offsets and storage sizes.
  */
-import { chance, concat, INTERESTING_64, interesting32, latin1, type Mutant, pick, type Rng, u32le, u64le, utf8 } from "./common.js";
+import { chance, concat, INTERESTING_64, interesting32, latin1, type Mutant, pick, type Sfc32, u32le, u64le, utf8 } from "./common.js";
 import { mutateBytes } from "./mutate.js";
 
 /** One opcode: where it starts, its argument bytes. */
@@ -113,7 +113,7 @@ function shortStr(s: string): Uint8Array {
 }
 
 /** A payload to splice in at an opcode boundary, with a description. */
-function payload(rng: Rng): [Uint8Array, string] {
+function payload(rng: Sfc32): [Uint8Array, string] {
   switch (rng.int(13)) {
     case 0:
     case 1: {
@@ -209,7 +209,7 @@ function payload(rng: Rng): [Uint8Array, string] {
   }
 }
 
-function editOp(rng: Rng, b: Uint8Array, op: Op): Mutant | null {
+function editOp(rng: Sfc32, b: Uint8Array, op: Op): Mutant | null {
   const out = b.slice();
   const v = new DataView(out.buffer);
   switch (op.op) {
@@ -260,7 +260,7 @@ function editOp(rng: Rng, b: Uint8Array, op: Op): Mutant | null {
 }
 
 /** Replaces an integer push with a different encoding of a huge, negative or big-int value. */
-function replaceInt(rng: Rng, b: Uint8Array, op: Op): Mutant {
+function replaceInt(rng: Sfc32, b: Uint8Array, op: Op): Mutant {
   const kind = rng.int(3);
   let repl: Uint8Array;
   let shown: string;
@@ -287,7 +287,7 @@ function replaceInt(rng: Rng, b: Uint8Array, op: Op): Mutant {
  * One pickle-aware mutation of the pickle(s) in `b` between byte `from` and `to` (the opcodes found there): splice a
  * payload in at an opcode boundary, edit an opcode's argument, or delete, repeat or swap opcodes.
  */
-export function mutatePickle(rng: Rng, b: Uint8Array, ops: readonly Op[]): Mutant {
+export function mutatePickle(rng: Sfc32, b: Uint8Array, ops: readonly Op[]): Mutant {
   if (ops.length === 0) return mutateBytes(rng, b);
   const r = rng.int(10);
   if (r < 4) {

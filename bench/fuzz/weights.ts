@@ -1,5 +1,18 @@
 /** Header-aware mutations of safetensors, .npy and legacy .pth files. */
-import { chance, concat, interesting64, latin1, type Mutant, pick, type Rng, u16le, u32le, u64le, utf8, WEIRD_NUMBERS } from "./common.js";
+import {
+  chance,
+  concat,
+  interesting64,
+  latin1,
+  type Mutant,
+  pick,
+  type Sfc32,
+  u16le,
+  u32le,
+  u64le,
+  utf8,
+  WEIRD_NUMBERS,
+} from "./common.js";
 import { mutateBytes } from "./mutate.js";
 import { mutatePickle, scanPickle } from "./pickle.js";
 
@@ -32,7 +45,7 @@ function deep(open: string, close: string, n: number, inner = "1"): string {
 }
 
 /** A replacement JSON value for one field of a tensor entry. */
-function weirdField(rng: Rng, field: string, entry: Record<string, unknown>): string {
+function weirdField(rng: Sfc32, field: string, entry: Record<string, unknown>): string {
   const offs = entry.data_offsets as number[];
   const shape = entry.shape as number[];
   switch (field) {
@@ -78,7 +91,7 @@ function stBuild(entries: [string, string][], data: Uint8Array, lenLie?: bigint)
   return concat([u64le(lenLie ?? BigInt(text.length)), text, data]);
 }
 
-export function mutateSafetensors(rng: Rng, seed: Uint8Array): Mutant {
+export function mutateSafetensors(rng: Sfc32, seed: Uint8Array): Mutant {
   const { header, data } = stParse(seed);
   let entries: [string, string][] = Object.entries(header).map(([k, v]) => [k, JSON.stringify(v)]);
   const names = Object.keys(header).filter((k) => k !== "__metadata__");
@@ -228,7 +241,7 @@ function dictText(d: Record<string, string>): string {
     .join(", ")}, }`;
 }
 
-export function mutateNpy(rng: Rng, seed: Uint8Array): Mutant {
+export function mutateNpy(rng: Sfc32, seed: Uint8Array): Mutant {
   const { major, text, data } = npyParse(seed);
   const m = /'descr': '([^']*)'.*'fortran_order': (\w+).*'shape': (\([^)]*\))/.exec(text);
   if (!m) throw new Error(`seed .npy header not understood: ${text}`);
@@ -320,7 +333,7 @@ export function mutateNpy(rng: Rng, seed: Uint8Array): Mutant {
 // ---------------------------------------------------------------------------------------------------------------
 // legacy .pth: five pickles, then each storage as a u64 element count and its bytes
 
-export function mutateLegacyPth(rng: Rng, seed: Uint8Array): Mutant {
+export function mutateLegacyPth(rng: Sfc32, seed: Uint8Array): Mutant {
   const ops = [];
   let p = 0;
   for (let i = 0; i < 5; i++) {

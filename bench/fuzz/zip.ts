@@ -12,7 +12,7 @@ import {
   latin1,
   type Mutant,
   pick,
-  type Rng,
+  type Sfc32,
   u16le,
   u32le,
   u64le,
@@ -148,7 +148,7 @@ function layout(b: Uint8Array): { cd: number[]; eocd: number; locals: number[] }
 }
 
 /** Overwrites one header field of an archive in place (central directory, end record or local header). */
-function corruptField(rng: Rng, b: Uint8Array): Mutant {
+function corruptField(rng: Sfc32, b: Uint8Array): Mutant {
   const { cd, eocd, locals } = layout(b);
   const out = b.slice();
   const v = new DataView(out.buffer);
@@ -208,7 +208,7 @@ function corruptField(rng: Rng, b: Uint8Array): Mutant {
 const BOMB = new Uint8Array(4 << 20);
 
 /** Rebuilds the archive with one structural change. */
-function restructure(rng: Rng, entries: ZEntry[]): Mutant {
+function restructure(rng: Sfc32, entries: ZEntry[]): Mutant {
   const es = entries.map((e) => ({ ...e }));
   const pkl = es.find((e) => e.name.endsWith("data.pkl")) as ZEntry;
   const top = pkl.name.slice(0, -"data.pkl".length);
@@ -314,7 +314,7 @@ function restructure(rng: Rng, entries: ZEntry[]): Mutant {
 }
 
 /** One zip-aware mutation of a torch.save archive (`seed` is its bytes, `entries` what readZip found in it). */
-export function mutateZip(rng: Rng, seed: Uint8Array, entries: ZEntry[]): Mutant {
+export function mutateZip(rng: Sfc32, seed: Uint8Array, entries: ZEntry[]): Mutant {
   const r = rng.int(10);
   if (r < 4) {
     const es = entries.map((e) => ({ ...e }));

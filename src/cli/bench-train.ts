@@ -1,5 +1,5 @@
 import type { Command } from "commander";
-import { checkMemory, estimateTraining } from "../memory.js";
+import { checkMemory, estimateTraining } from "../graph/memory.js";
 import { benchTrain } from "../train/bench.js";
 import { buildModel } from "../zoo/model.js";
 import { addArchOptions, describeOption, type ModelFlags, modelOptions, positiveInt } from "./options.js";

@@ -1,11 +1,11 @@
 import type { Command } from "commander";
-import { checkMemory, estimateInference } from "../memory.js";
-import { Predictor } from "../predictor.js";
+import { checkMemory, estimateInference } from "../graph/memory.js";
+import { Predictor } from "../predict/predictor.js";
+import { Xoshiro128 } from "../random.js";
 import { float32, numel } from "../tensor.js";
-import { Rng } from "../weights/init.js";
 import { buildModel, macCount } from "../zoo/model.js";
 import { addModelOptions, type ModelFlags, modelOptions, positiveInt } from "./options.js";
-import { addPrecisionOptions, calibrationPreprocessing, type PrecisionFlags, precisionOptions } from "./precision.js";
+import { addPrecisionOptions, calibrationPreprocessing, type PrecisionFlags, precisionOptions } from "./precision-flags.js";
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -54,7 +54,7 @@ export function register(program: Command): void {
     const m = p.model;
     const loadMs = performance.now() - t0;
     const shape = [o.batch, ...m.inputShape];
-    const rng = new Rng(1);
+    const rng = new Xoshiro128(1);
     const x = float32(
       shape,
       new Float32Array(numel(shape)).map(() => rng.normal()),

@@ -1,6 +1,6 @@
 import type { Command } from "commander";
 import { LPIPS_LAYERS, perceptualDistance } from "../features/distance.js";
-import { readModelMeta } from "../train/checkpoint.js";
+import { readModelMeta } from "../weights/model-meta.js";
 import { addModelOptions, type ModelFlags, positiveInt, resolveModel } from "./options.js";
 
 interface DistanceFlags extends Omit<ModelFlags, "arch"> {

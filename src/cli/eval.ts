@@ -8,16 +8,16 @@ import { VggError } from "../errors.js";
 import { evaluateMany } from "../eval/evaluate.js";
 import { scores } from "../eval/metrics.js";
 import { evaluateProtocol, PROTOCOLS, type Protocol, parseScales, subsetSplit } from "../eval/protocols.js";
-import { checkPrecision, type Precision } from "../precision.js";
+import { checkPrecision, type Precision } from "../graph/precision.js";
+import { Predictor } from "../predict/predictor.js";
 import { forChannels, weightsNormalization } from "../predict/preprocess.js";
-import { Predictor } from "../predictor.js";
 import type { Tensor } from "../tensor.js";
-import { readModelMeta } from "../train/checkpoint.js";
 import { evalWeights } from "../train/trainer.js";
 import { loadWeights } from "../weights/load.js";
+import { readModelMeta } from "../weights/model-meta.js";
 import { buildModel } from "../zoo/model.js";
 import { addArchOptions, type ModelFlags, positiveInt, resolveModel } from "./options.js";
-import { addPrecisionOptions, calibrationPreprocessing, type PrecisionFlags, precisionOptions } from "./precision.js";
+import { addPrecisionOptions, calibrationPreprocessing, type PrecisionFlags, precisionOptions } from "./precision-flags.js";
 
 interface EvalFlags extends Omit<ModelFlags, "weights">, Omit<PrecisionFlags, "precision"> {
   weights: string;

@@ -1,13 +1,13 @@
 import type { Command } from "commander";
 import { buildInferenceGraph } from "../graph/infer.js";
-import { encodeModelParts } from "../graph/onnx.js";
-import { lowerPrecision } from "../precision.js";
-import { weightsFor } from "../predictor.js";
-import { writeFileAtomic } from "../weights/atomic.js";
+import { lowerPrecision } from "../graph/precision.js";
+import { writeFileAtomic } from "../io/atomic.js";
+import { encodeModelParts } from "../onnx/encode.js";
+import { weightsFor } from "../predict/predictor.js";
 import { checkTaps } from "../zoo/features.js";
 import { buildModel } from "../zoo/model.js";
 import { addModelOptions, type ModelFlags, positiveInt, resolveModel } from "./options.js";
-import { addPrecisionOptions, calibrationPreprocessing, type PrecisionFlags, precisionOptions } from "./precision.js";
+import { addPrecisionOptions, calibrationPreprocessing, type PrecisionFlags, precisionOptions } from "./precision-flags.js";
 
 type ExportFlags = ModelFlags & PrecisionFlags & { out: string; tap?: string; threads?: number };
 

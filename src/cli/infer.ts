@@ -1,13 +1,13 @@
 import type { Command } from "commander";
 import { VggError } from "../errors.js";
-import { checkMemory, estimateInference } from "../memory.js";
-import { Predictor } from "../predictor.js";
+import { checkMemory, estimateInference } from "../graph/memory.js";
+import { readNpy, writeNpy } from "../io/npy.js";
+import { Predictor } from "../predict/predictor.js";
 import { numel, type Tensor } from "../tensor.js";
-import { readNpy, writeNpy } from "../weights/npy.js";
 import { checkTaps } from "../zoo/features.js";
 import { buildModel } from "../zoo/model.js";
 import { addModelOptions, describeOption, type ModelFlags, positiveInt, resolveModel } from "./options.js";
-import { addPrecisionOptions, calibrationPreprocessing, type PrecisionFlags, precisionOptions } from "./precision.js";
+import { addPrecisionOptions, calibrationPreprocessing, type PrecisionFlags, precisionOptions } from "./precision-flags.js";
 
 interface InferFlags extends ModelFlags, PrecisionFlags {
   input: string;

@@ -1,9 +1,9 @@
 /** Flags shared by the commands that build a model, and their parsing. */
 import { type Command, InvalidArgumentError, Option } from "commander";
 import { VggError } from "../errors.js";
-import { readModelMeta } from "../train/checkpoint.js";
 import { weightsFormat } from "../weights/index.js";
 import { INIT_SCHEMES, type InitScheme } from "../weights/init.js";
+import { readModelMeta } from "../weights/model-meta.js";
 import { checkTaps } from "../zoo/features.js";
 import { buildModel, type ModelOptions, resolveOptions } from "../zoo/model.js";
 

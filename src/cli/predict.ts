@@ -2,20 +2,20 @@ import { mkdirSync } from "node:fs";
 import { basename, extname, join } from "node:path";
 import { type Command, Option } from "commander";
 import { VggError } from "../errors.js";
-import { checkMemory, estimateInference } from "../memory.js";
+import { checkMemory, estimateInference } from "../graph/memory.js";
+import { fsError } from "../io/atomic.js";
+import { writeNpy } from "../io/npy.js";
 import { featureGrid, writeGrayPng } from "../predict/grid.js";
 import { expandInputs, type Skipped } from "../predict/inputs.js";
 import { type Prediction, predictFiles } from "../predict/predict.js";
+import { Predictor } from "../predict/predictor.js";
 import { PRESETS, type PresetName, weightsPreprocessing } from "../predict/preprocess.js";
-import { Predictor } from "../predictor.js";
-import { type ModelMeta, readModelMeta } from "../train/checkpoint.js";
-import { fsError } from "../weights/atomic.js";
-import { writeNpy } from "../weights/npy.js";
+import { type ModelMeta, readModelMeta } from "../weights/model-meta.js";
 import { checkTaps } from "../zoo/features.js";
 import { defaultLabels, readLabels } from "../zoo/labels.js";
 import { buildModel } from "../zoo/model.js";
 import { addModelOptions, type ModelFlags, positiveInt, resolveModel } from "./options.js";
-import { addPrecisionOptions, type PrecisionFlags, precisionOptions } from "./precision.js";
+import { addPrecisionOptions, type PrecisionFlags, precisionOptions } from "./precision-flags.js";
 
 interface PredictFlags extends Omit<ModelFlags, "arch">, PrecisionFlags {
   arch?: string;

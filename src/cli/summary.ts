@@ -1,5 +1,5 @@
 import type { Command } from "commander";
-import { estimateInference, estimateTraining, fmtMiB } from "../memory.js";
+import { estimateInference, estimateTraining, fmtMiB } from "../graph/memory.js";
 import { numel } from "../tensor.js";
 import { buildModel, macCount, paramCount } from "../zoo/model.js";
 import { addArchOptions, type ModelFlags, modelOptions, positiveInt } from "./options.js";

@@ -4,8 +4,8 @@
  * not depend on which thread built it, on the batch size, or on what was built before.
  */
 import { VggError } from "../errors.js";
+import { sampleRng } from "../random.js";
 import { type Source, sourceImage } from "./dataset.js";
-import { sampleRng } from "./rng.js";
 import { compileTransforms, type Image, type Transform, type TransformConfig } from "./transforms.js";
 
 export interface BuiltBatch {

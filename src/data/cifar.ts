@@ -5,7 +5,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { VggError } from "../errors.js";
-import { fsError, withFile } from "../weights/atomic.js";
+import { fsError, withFile } from "../io/atomic.js";
 
 export const CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"];
 export const CIFAR_RECORD = 1 + 3 * 32 * 32;

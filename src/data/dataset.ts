@@ -7,9 +7,9 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { VggError } from "../errors.js";
-import { writeFileAtomic } from "../weights/atomic.js";
+import { writeFileAtomic } from "../io/atomic.js";
+import { keyedRng, permutation, STREAM } from "../random.js";
 import { decodeImage, type FileEntry } from "./folder.js";
-import { keyedRng, permutation, STREAM } from "./rng.js";
 import type { Image } from "./transforms.js";
 
 /** Images stored as one [n, c, h, w] array (uint8 = value/255, or float32 as is). */

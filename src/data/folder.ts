@@ -7,7 +7,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { VggError } from "../errors.js";
-import { fsError } from "../weights/atomic.js";
+import { fsError } from "../io/atomic.js";
 import type { Image } from "./transforms.js";
 
 export const IMAGE_EXTENSIONS = [".jpg", ".jpeg", ".png", ".webp"];

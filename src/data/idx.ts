@@ -6,8 +6,8 @@
  */
 import * as zlib from "node:zlib";
 import { VggError } from "../errors.js";
+import { fsError, withFile } from "../io/atomic.js";
 import type { Tensor } from "../tensor.js";
-import { fsError, withFile } from "../weights/atomic.js";
 
 /** Largest array an IDX file may declare; Fashion-MNIST's train images are 47 MB. */
 export const IDX_MAX_BYTES = 2 ** 31 - 1;

@@ -12,10 +12,10 @@ import * as fs from "node:fs";
 import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
 import { VggError } from "../errors.js";
+import { keyedRng, permutation, STREAM } from "../random.js";
 import { BatchBuilder } from "./batch.js";
 import type { Source, Split } from "./dataset.js";
 import { loadSharp } from "./folder.js";
-import { keyedRng, permutation, STREAM } from "./rng.js";
 import { compileTransforms, type TransformConfig } from "./transforms.js";
 
 export type ToWorker =

@@ -3,7 +3,7 @@
  * uint8 pixels mean value/255 like every other uint8 source; float32 pixels are used as they are.
  */
 import { VggError } from "../errors.js";
-import { readNpy } from "../weights/npy.js";
+import { readNpy } from "../io/npy.js";
 
 export interface ArrayData {
   data: Uint8Array | Float32Array;

@@ -8,7 +8,7 @@
  * intermediate arrays would cost more than the arithmetic. Only a resize materialises an intermediate image.
  */
 import { VggError } from "../errors.js";
-import type { Rng } from "./rng.js";
+import type { Sfc32 } from "../random.js";
 
 export interface Image {
   data: Uint8Array | Float32Array;
@@ -235,14 +235,14 @@ export function centerCrop(img: Image, h: number, w: number = h): Image {
 }
 
 /** Top-left corner of a random h x w crop of an H x W image, uniform over all positions that fit. */
-export function randomCropOffset(H: number, W: number, h: number, w: number, rng: Rng): [number, number] {
+export function randomCropOffset(H: number, W: number, h: number, w: number, rng: Sfc32): [number, number] {
   const y = H >= h ? rng.int(H - h + 1) : centerOffset(H, h);
   const x = W >= w ? rng.int(W - w + 1) : centerOffset(W, w);
   return [y, x];
 }
 
 /** torchvision's RandomCrop(size, padding): zero padding on every side, then a uniformly placed window. */
-export function randomCrop(img: Image, h: number, w: number, padding: number, rng: Rng): Image {
+export function randomCrop(img: Image, h: number, w: number, padding: number, rng: Sfc32): Image {
   const [y, x] = randomCropOffset(img.h + 2 * padding, img.w + 2 * padding, h, w, rng);
   return crop(img, y - padding, x - padding, h, w);
 }
@@ -284,7 +284,7 @@ export const GRAY_LIGHTING_EIGVAL = Math.hypot(
 );
 
 /** Per-channel shift (in [0, 1] units) of one draw of AlexNet's lighting noise. */
-export function lightingShift(channels: number, alphastd: number, rng: Rng): number[] {
+export function lightingShift(channels: number, alphastd: number, rng: Sfc32): number[] {
   if (channels === 1) return [rng.normal() * alphastd * GRAY_LIGHTING_EIGVAL];
   if (channels !== 3) throw new VggError(`PCA lighting needs 1 or 3 channels, not ${channels}`);
   const a = IMAGENET_PCA.eigval.map((l) => rng.normal() * alphastd * l);
@@ -292,7 +292,7 @@ export function lightingShift(channels: number, alphastd: number, rng: Rng): num
 }
 
 /** AlexNet's "fancy PCA" colour augmentation; returns float32 in [0, 1] units. */
-export function lighting(img: Image, alphastd: number, rng: Rng): Image {
+export function lighting(img: Image, alphastd: number, rng: Sfc32): Image {
   const shift = lightingShift(img.c, alphastd, rng);
   const f = toFloat32(img);
   const out = new Float32Array(f.data.length);
@@ -422,7 +422,7 @@ export interface Region {
 export function resizedCropRegion(
   H: number,
   W: number,
-  rng: Rng,
+  rng: Sfc32,
   scale: readonly [number, number] = RESIZED_CROP_SCALE,
   ratio: readonly [number, number] = RESIZED_CROP_RATIO,
 ): Region {
@@ -476,9 +476,9 @@ export interface Transform {
   readonly config: TransformConfig;
   /** [C, H, W] of the output for a c x h x w input (constant once there is a crop or a fixed resize). */
   outputShape(c: number, h: number, w: number): [number, number, number];
-  params(c: number, h: number, w: number, rng: Rng): AugmentParams;
+  params(c: number, h: number, w: number, rng: Sfc32): AugmentParams;
   /** Transforms `img` and writes the result as float32 CHW at `out[offset...]`. */
-  apply(img: Image, rng: Rng, out: Float32Array, offset: number): void;
+  apply(img: Image, rng: Sfc32, out: Float32Array, offset: number): void;
 }
 
 /** Validates a config and returns its fused implementation. */
@@ -573,7 +573,7 @@ export function compileTransforms(config: TransformConfig): Transform {
     return [oc, g.H, g.W];
   };
 
-  const params = (c: number, h: number, w: number, rng: Rng): AugmentParams => {
+  const params = (c: number, h: number, w: number, rng: Sfc32): AugmentParams => {
     // RandomResizedCrop replaces the rescale and the window placement (the validation above rules out the rest).
     const region = rcScale ? resizedCropRegion(h, w, rng, rcScale, rcRatio) : null;
     const s = scale ? (scale[0] === scale[1] ? scale[0] : rng.range(scale[0], scale[1])) : 0;
@@ -598,7 +598,7 @@ export function compileTransforms(config: TransformConfig): Transform {
     return { region, resized: [rh, rw], y: wy - g.oy, x: wx - g.ox, flip, shift, erase };
   };
 
-  const apply = (img: Image, rng: Rng, out: Float32Array, offset: number): void => {
+  const apply = (img: Image, rng: Sfc32, out: Float32Array, offset: number): void => {
     const [oc, oh, ow] = outputShape(img.c, img.h, img.w);
     const p = params(img.c, img.h, img.w, rng);
     let src = img;
@@ -636,7 +636,7 @@ export function compileTransforms(config: TransformConfig): Transform {
  * torchvision.transforms.RandomErasing.get_params with scale (0.02, 0.33) and ratio (0.3, 3.3): up to ten tries
  * for a rectangle that fits, else nothing.
  */
-export function eraseRect(h: number, w: number, p: number, rng: Rng): { y: number; x: number; h: number; w: number } | null {
+export function eraseRect(h: number, w: number, p: number, rng: Sfc32): { y: number; x: number; h: number; w: number } | null {
   if (!(rng.float() < p)) return null;
   const area = h * w;
   const lo = Math.log(0.3);
@@ -694,7 +694,7 @@ function writeWindow(
 }
 
 /** Applies `t` to one image and returns it (tests, single predictions). */
-export function transformImage(t: Transform, img: Image, rng: Rng): Image {
+export function transformImage(t: Transform, img: Image, rng: Sfc32): Image {
   const [c, h, w] = t.outputShape(img.c, img.h, img.w);
   const out = new Float32Array(c * h * w);
   t.apply(img, rng, out, 0);

@@ -2,8 +2,8 @@
 import type { Split } from "../data/dataset.js";
 import { BatchLoader } from "../data/loader.js";
 import type { TransformConfig } from "../data/transforms.js";
-import { evalBatchSize } from "../memory.js";
-import type { Predictor } from "../predictor.js";
+import { evalBatchSize } from "../graph/memory.js";
+import type { Predictor } from "../predict/predictor.js";
 import { addBatch, newTally, type Tally } from "./metrics.js";
 
 export async function evaluate(

@@ -8,15 +8,16 @@
  * Q is the rescaled image's shorter side in the dataset's own pixels; an image smaller than the network's input
  * is zero-padded (centred), as training pads Fashion-MNIST's 28x28 to 32x32.
  */
-import { compileSpec, openCompiled } from "../compile.js";
+
 import { type Source, type Split, sourceImage } from "../data/dataset.js";
 import { BatchLoader } from "../data/loader.js";
-import { keyedRng, permutation } from "../data/rng.js";
 import { compileTransforms, scaledSize, type TransformConfig } from "../data/transforms.js";
 import { VggError } from "../errors.js";
 import { buildDenseGraph, denseMinMap } from "../graph/dense.js";
-import { evalBatchSize } from "../memory.js";
-import { Predictor } from "../predictor.js";
+import { evalBatchSize } from "../graph/memory.js";
+import { Predictor } from "../predict/predictor.js";
+import { keyedRng, permutation } from "../random.js";
+import { compileSpec, openCompiled } from "../runtime/open-graph.js";
 import type { Session } from "../runtime/ort.js";
 import type { StateDict } from "../tensor.js";
 import type { VggModel } from "../zoo/model.js";

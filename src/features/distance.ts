@@ -6,11 +6,11 @@
  */
 
 import { basename } from "node:path";
+import { lpipsPreprocessing } from "../data/preprocessing.js";
 import type { Image } from "../data/transforms.js";
 import { VggError } from "../errors.js";
+import { Predictor, weightsFor } from "../predict/predictor.js";
 import { loadImage } from "../predict/preprocess.js";
-import { lpipsPreprocessing } from "../predict/preprocess-core.js";
-import { Predictor, weightsFor } from "../predictor.js";
 import { type StateDict, shapeStr, type Tensor } from "../tensor.js";
 import { resolveWeights } from "../weights/hub.js";
 import { loadStateDict } from "../weights/index.js";

@@ -3,13 +3,14 @@
  * decode-and-batch loop as prediction, or one float32 NCHW .npy already preprocessed; each tap optionally pooled
  * over its positions to one vector per image.
  */
+
+import { type Preprocessing, presetPreprocessing } from "../data/preprocessing.js";
 import { VggError } from "../errors.js";
+import { readNpy } from "../io/npy.js";
 import { expandInputs, type Skipped } from "../predict/inputs.js";
 import { runImageBatches } from "../predict/predict.js";
-import { type Preprocessing, presetPreprocessing } from "../predict/preprocess-core.js";
-import type { Predictor } from "../predictor.js";
+import type { Predictor } from "../predict/predictor.js";
 import { numel, shapeStr, type Tensor } from "../tensor.js";
-import { readNpy } from "../weights/npy.js";
 
 export const FEATURE_POOLS = ["avg", "max", "none"] as const;
 export type FeaturePool = (typeof FEATURE_POOLS)[number];

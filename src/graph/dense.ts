@@ -11,13 +11,13 @@
  * ORT folds to a constant when the session is created.
  */
 import { VggError } from "../errors.js";
+import { GraphBuilder, i, ints } from "../onnx/builder.js";
+import type { ModelSpec } from "../onnx/encode.js";
 import { adaptiveMatrix } from "../ops/adaptive-pool.js";
+import { matrix, reduce, reshape } from "../ops/emit.js";
 import { opOf } from "../ops/index.js";
 import type { StateDict } from "../tensor.js";
 import type { Layer, VggModel } from "../zoo/model.js";
-import { GraphBuilder, i, ints } from "./builder.js";
-import { matrix, reduce, reshape } from "./emit.js";
-import type { ModelSpec } from "./onnx.js";
 
 /** Smallest final feature map (per side) the dense head can slide over: m for the paper head, 1 for compact. */
 export function denseMinMap(m: VggModel): number {

@@ -3,11 +3,11 @@
  * dimension, and one output per requested tap. Layers after the last requested tap are not emitted.
  */
 import { VggError } from "../errors.js";
+import { GraphBuilder } from "../onnx/builder.js";
+import { encodeModel, type ModelSpec } from "../onnx/encode.js";
 import { opOf } from "../ops/index.js";
 import type { StateDict } from "../tensor.js";
 import { tapNames, type VggModel } from "../zoo/model.js";
-import { GraphBuilder } from "./builder.js";
-import { encodeModel, type ModelSpec } from "./onnx.js";
 
 export interface InferenceGraphOptions {
   /** Tap names to output (default: ["logits"]). */

@@ -14,8 +14,9 @@
  *
  * Everything here is pure: calibration (running the graph) is done by src/calibrate.ts over ORT.
  */
+
+import type { ModelSpec, NodeSpec, ValueSpec } from "../onnx/encode.js";
 import type { DType, Tensor } from "../tensor.js";
-import type { ModelSpec, NodeSpec, ValueSpec } from "./onnx.js";
 
 export interface Range {
   min: number;

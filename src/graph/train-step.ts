@@ -27,16 +27,16 @@
  */
 
 import { VggError } from "../errors.js";
+import { GraphBuilder } from "../onnx/builder.js";
+import { encodeModel, type ModelSpec } from "../onnx/encode.js";
+import { GATHER_MIN_BATCH, nchwToChwn, TRAIN_OPSET, transpose } from "../ops/emit.js";
 import { opOf } from "../ops/index.js";
 import { softmaxCrossEntropy } from "../ops/loss.js";
+import { emitSgd, resolveSgd, type SgdOptions } from "../ops/sgd.js";
 import type { EmitCtx, TrainCtx } from "../ops/types.js";
 import type { DType, StateDict, Tensor } from "../tensor.js";
 import { numel } from "../tensor.js";
-import { emitSgd, resolveSgd, type SgdOptions } from "../train/sgd.js";
 import { type Layer, stateSpec, tapNames, type VggModel } from "../zoo/model.js";
-import { GraphBuilder } from "./builder.js";
-import { GATHER_MIN_BATCH, nchwToChwn, TRAIN_OPSET, transpose } from "./emit.js";
-import { encodeModel, type ModelSpec } from "./onnx.js";
 
 export interface TrainStepOptions extends SgdOptions {
   /** Batch size of this graph. */

@@ -1,5 +1,5 @@
-import { i, ints } from "../graph/builder.js";
-import { reduce, reshape } from "../graph/emit.js";
+import { i, ints } from "../onnx/builder.js";
+import { reduce, reshape } from "./emit.js";
 import { checkRank, type OpKind } from "./types.js";
 
 /**

@@ -1,5 +1,5 @@
-import { f, i } from "../graph/builder.js";
-import { reduce, reshape } from "../graph/emit.js";
+import { f, i } from "../onnx/builder.js";
+import { reduce, reshape } from "./emit.js";
 import { checkRank, type OpKind } from "./types.js";
 
 /** BatchNorm2d as torchvision: eps 1e-5, running statistics with momentum 0.1 (PyTorch's sense). */

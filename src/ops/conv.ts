@@ -1,7 +1,7 @@
-import { type GraphBuilder, i, ints } from "../graph/builder.js";
-import { chwnToNchw, im2col, nchwToChwn, reduce, reshape, transpose } from "../graph/emit.js";
-import { winogradConv, winogradFromTiles, winogradKernel, winogradTiles, winogradWeightGrad } from "../graph/winograd.js";
+import { type GraphBuilder, i, ints } from "../onnx/builder.js";
+import { chwnToNchw, im2col, nchwToChwn, reduce, reshape, transpose } from "./emit.js";
 import { checkRank, type OpKind, type TrainForward } from "./types.js";
+import { winogradConv, winogradFromTiles, winogradKernel, winogradTiles, winogradWeightGrad } from "./winograd.js";
 
 /** conv3-N / conv1-N: stride 1, "same" padding, with bias (as the paper and torchvision). */
 export interface ConvAttrs {
@@ -16,7 +16,7 @@ export interface ConvAttrs {
  *   dY[O, HWN] x cols^T over the same columns; the input gradient is the forward again with the flipped, transposed
  *   kernel, W'[C, O*k*k] x im2col(dY) (the flip folded into the im2col's tap order). Single large GEMMs for the whole
  *   batch keep the 2x2 and 4x4 maps of a 32x32 input efficient (a per-image GEMM there has 4 or 16 columns).
- * - Winograd F(2x2, 3x3) (src/graph/winograd.ts) for the forward and the input gradient, and F(3x3, 2x2) for the
+ * - Winograd F(2x2, 3x3) (src/ops/winograd.ts) for the forward and the input gradient, and F(3x3, 2x2) for the
  *   weight gradient: 2.25x fewer multiplications. Per layer, batch 128, forward + backward (ms, im2col vs Winograd):
  *   512->512 at 4x4 195 vs 89, 256->256 at 8x8 183 vs 107, 512->512 at 2x2 39 vs 28; the Winograd weight gradient
  *   loses from 16x16 up (64->128 at 16x16: 236 vs 117 for the whole layer, its 64 tiles per image make 1024 small

@@ -1,4 +1,4 @@
-import { emitCounterRandom, reshape } from "../graph/emit.js";
+import { emitCounterRandom, reshape } from "./emit.js";
 import type { OpKind, TrainForward } from "./types.js";
 
 /** Inverted dropout; the identity at inference, so nothing is emitted there. */

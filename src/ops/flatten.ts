@@ -1,5 +1,5 @@
-import { i } from "../graph/builder.js";
-import { reshape } from "../graph/emit.js";
+import { i } from "../onnx/builder.js";
+import { reshape } from "./emit.js";
 import type { OpKind } from "./types.js";
 
 /**

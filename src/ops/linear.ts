@@ -1,5 +1,5 @@
-import { i } from "../graph/builder.js";
-import { reduce, reshape } from "../graph/emit.js";
+import { i } from "../onnx/builder.js";
+import { reduce, reshape } from "./emit.js";
 import { checkRank, type OpKind } from "./types.js";
 
 /** nn.Linear: weight [out, in] as torchvision stores it, so the Gemm transposes B. */

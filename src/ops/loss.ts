@@ -3,9 +3,9 @@
  * reduction: the target distribution is q = (1 - eps) onehot(y) + eps / K, loss = -mean_n sum_k q log softmax(z),
  * and dL/dz = (softmax(z) - q) / N. Also counts top-1 and top-5 hits (ties: ONNX TopK prefers the lower index).
  */
-import type { GraphBuilder } from "../graph/builder.js";
-import { i } from "../graph/builder.js";
-import { reduce, transpose } from "../graph/emit.js";
+import type { GraphBuilder } from "../onnx/builder.js";
+import { i } from "../onnx/builder.js";
+import { reduce, transpose } from "./emit.js";
 
 export interface LossOut {
   loss: string;

@@ -1,5 +1,5 @@
-import { f, i } from "../graph/builder.js";
-import { reshape } from "../graph/emit.js";
+import { f, i } from "../onnx/builder.js";
+import { reshape } from "./emit.js";
 import { checkRank, type OpKind } from "./types.js";
 
 /**

@@ -1,5 +1,5 @@
-import { type GraphBuilder, i, ints } from "../graph/builder.js";
-import { reduce, reshape } from "../graph/emit.js";
+import { type GraphBuilder, i, ints } from "../onnx/builder.js";
+import { reduce, reshape } from "./emit.js";
 import { reluGrad } from "./relu.js";
 import { checkRank, type OpKind } from "./types.js";
 

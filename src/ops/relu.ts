@@ -1,4 +1,4 @@
-import { i } from "../graph/builder.js";
+import { i } from "../onnx/builder.js";
 import type { OpKind, TrainForward } from "./types.js";
 
 /**
@@ -25,7 +25,7 @@ export const relu: OpKind<Record<string, never>> = {
 };
 
 /** dy * float(y > 0). */
-export function reluGrad(g: import("../graph/builder.js").GraphBuilder, y: string, dy: string, name?: string): string {
+export function reluGrad(g: import("../onnx/builder.js").GraphBuilder, y: string, dy: string, name?: string): string {
   const mask = g.op1("Cast", [g.op1("Greater", [y, g.scalar(0)])], { to: i(1) });
   return g.op1("Mul", [dy, mask], undefined, name);
 }

@@ -2,7 +2,7 @@
  * What every op kind provides, in one place per kind: its output shape, its parameters, its cost and its
  * ONNX emission. Shapes here are per sample (C, H, W or F); the batch dimension is always the graph's free "N".
  */
-import type { GraphBuilder } from "../graph/builder.js";
+import type { GraphBuilder } from "../onnx/builder.js";
 
 export type Shape = number[];
 

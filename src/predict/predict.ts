@@ -3,10 +3,10 @@
  * reported through `onSkip` and left out; the rest still run.
  */
 import { VggError } from "../errors.js";
-import type { Predictor } from "../predictor.js";
 import { numel, type Tensor } from "../tensor.js";
 import { DecodePool } from "./decode-pool.js";
 import type { Skipped } from "./inputs.js";
+import type { Predictor } from "./predictor.js";
 import { loadImage, type Preprocessing } from "./preprocess.js";
 import { type ClassScore, softmax, topK } from "./topk.js";
 

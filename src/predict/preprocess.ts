@@ -15,11 +15,6 @@
 import { basename } from "node:path";
 import { CIFAR10_CLASSES } from "../data/cifar.js";
 import { decodeImage } from "../data/folder.js";
-import { FASHION_MNIST_CLASSES } from "../data/spec.js";
-import { type DataStats, type Image, type PresetOptions, presetTransforms } from "../data/transforms.js";
-import { VggError } from "../errors.js";
-import { type ModelMeta, readModelMeta } from "../train/checkpoint.js";
-import { pretrainedForFile } from "../weights/pretrained.js";
 import {
   type Preprocessing,
   type PresetName,
@@ -27,7 +22,12 @@ import {
   presetPreprocessing,
   TORCHVISION_MEAN,
   TORCHVISION_STD,
-} from "./preprocess-core.js";
+} from "../data/preprocessing.js";
+import { FASHION_MNIST_CLASSES } from "../data/spec.js";
+import { type DataStats, type Image, type PresetOptions, presetTransforms } from "../data/transforms.js";
+import { VggError } from "../errors.js";
+import { type ModelMeta, readModelMeta } from "../weights/model-meta.js";
+import { pretrainedForFile } from "../weights/pretrained.js";
 
 export {
   CAFFE_MEAN_BGR,
@@ -41,7 +41,7 @@ export {
   reverseChannels,
   TORCHVISION_MEAN,
   TORCHVISION_STD,
-} from "./preprocess-core.js";
+} from "../data/preprocessing.js";
 
 /**
  * The data a checkpoint was trained on, as `presetTransforms` needs it. Checkpoints from before the trainer

@@ -2,7 +2,7 @@
  * What the demo server tells the page about the model (GET /model.json). Types only: the browser build imports
  * this file too, and it must not pull Node modules in.
  */
-import type { Preprocessing } from "../predict/preprocess-core.js";
+import type { Preprocessing } from "../data/preprocessing.js";
 
 export const MODEL_JSON = "/model.json";
 /** The model file is served at MODEL_PREFIX + its URI-encoded base name. */

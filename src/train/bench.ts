@@ -3,11 +3,12 @@
  * fixed random batch, with each step's outputs fed back as the next step's weights. Data loading is excluded.
  */
 import { encodeTrainStep, stepFeeds, TRAIN_SESSION_OPTIONS } from "../graph/train-step.js";
+import type { SgdOptions } from "../ops/sgd.js";
+import { Xoshiro128 } from "../random.js";
 import { createSession } from "../runtime/ort.js";
 import { numel, type StateDict } from "../tensor.js";
-import { initWeights, Rng } from "../weights/init.js";
+import { initWeights } from "../weights/init.js";
 import { buildModel, type ModelOptions, macCount } from "../zoo/model.js";
-import type { SgdOptions } from "./sgd.js";
 
 export interface TrainBenchOptions extends SgdOptions {
   arch: string;
@@ -40,7 +41,7 @@ export async function benchTrain(o: TrainBenchOptions): Promise<TrainBenchResult
   const buildMs = performance.now() - t0;
   let weights: StateDict = initWeights(m, "torchvision", 0);
   let momentum: StateDict = new Map();
-  const rng = new Rng(1);
+  const rng = new Xoshiro128(1);
   const xs = [o.batch, ...m.inputShape];
   const x = { dtype: "float32" as const, shape: xs, data: new Float32Array(numel(xs)).map(() => rng.normal()) };
   const y = {

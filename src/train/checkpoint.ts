@@ -14,31 +14,13 @@
  */
 import { existsSync, readdirSync, renameSync, unlinkSync } from "node:fs";
 import { join } from "node:path";
-import type { PresetOptions } from "../data/transforms.js";
 import { VggError } from "../errors.js";
+import { fsError, syncDir, TEMP_FILE, testPause, withFile } from "../io/atomic.js";
 import type { StateDict } from "../tensor.js";
-import { fsError, syncDir, TEMP_FILE, testPause, withFile } from "../weights/atomic.js";
+import type { ModelMeta } from "../weights/model-meta.js";
 import { readSafetensorsFile, writeSafetensors } from "../weights/safetensors.js";
-import type { ModelOptions } from "../zoo/model.js";
 import type { ScheduleState } from "./schedule.js";
 import type { EpochMetrics } from "./trainer.js";
-
-export interface ModelMeta {
-  arch: string;
-  options: ModelOptions;
-  /** Class names, index = label. */
-  labels: string[];
-  /** Preprocessing the model was trained with. */
-  mean: number[];
-  std: number[];
-  /**
-   * The training data's channels and native size (null: images of varying size) and the preset options of the
-   * run: `presetTransforms({...data, mean, std}, preset, false)` is its evaluation transform, which `vgg predict`
-   * applies to new images. Absent in checkpoints written before it was added.
-   */
-  data?: { channels: number; size: [number, number] | null };
-  preset?: PresetOptions;
-}
 
 export interface TrainerState {
   /** Completed epochs. */
@@ -181,16 +163,6 @@ export function recoverCheckpoint(dir: string, name = "last"): string[] {
     syncDir(dir);
   }
   return done;
-}
-
-export function readModelMeta(path: string): ModelMeta | undefined {
-  const meta = readSafetensorsFile(path, { tensors: false }).metadata;
-  if (!meta.model) return undefined;
-  try {
-    return JSON.parse(meta.model) as ModelMeta;
-  } catch {
-    throw new VggError("the model description in its metadata is not valid JSON", path);
-  }
 }
 
 export interface Checkpoint {

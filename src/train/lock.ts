@@ -16,7 +16,7 @@ import * as fs from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import { VggError } from "../errors.js";
-import { fsError, syncDir } from "../weights/atomic.js";
+import { fsError, syncDir } from "../io/atomic.js";
 
 export const LOCK_NAME = ".lock";
 

@@ -1,7 +1,7 @@
 /** RUN_DIR/report.md: what was trained, the curve, and the test result, for a person to read. */
 import { join } from "node:path";
 import type { Scores } from "../eval/metrics.js";
-import { writeFileAtomic } from "../weights/atomic.js";
+import { writeFileAtomic } from "../io/atomic.js";
 import type { EpochMetrics } from "./trainer.js";
 
 const pct = (x: number | undefined) => (x === undefined ? "-" : (100 * x).toFixed(2));

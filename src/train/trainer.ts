@@ -20,28 +20,20 @@ import { VggError } from "../errors.js";
 import { evaluate } from "../eval/evaluate.js";
 import { type Scores, scores } from "../eval/metrics.js";
 import { evaluateProtocol, type Protocol } from "../eval/protocols.js";
-import { hash32 } from "../graph/emit.js";
+import { checkMemory, estimateTraining } from "../graph/memory.js";
 import { encodeTrainStep, freezeSummary, resolveFreeze, stepFeeds, TRAIN_SESSION_OPTIONS, zeroMomentum } from "../graph/train-step.js";
-import { checkMemory, estimateTraining } from "../memory.js";
+import { fsError, writeTextAtomic } from "../io/atomic.js";
+import { Predictor } from "../predict/predictor.js";
 import { forChannels, weightsNormalization } from "../predict/preprocess.js";
-import { Predictor } from "../predictor.js";
+import { hash32 } from "../random.js";
 import { createSession, type Session } from "../runtime/ort.js";
 import type { StateDict } from "../tensor.js";
-import { fsError, writeTextAtomic } from "../weights/atomic.js";
 import { initFromFile } from "../weights/init-from.js";
 import { loadWeights } from "../weights/load.js";
+import { type ModelMeta, readModelMeta } from "../weights/model-meta.js";
 import { fitStart, resolveStart, type Start, startInChannels } from "../weights/start.js";
 import { buildModel, type ModelOptions, type VggModel } from "../zoo/model.js";
-import {
-  type Checkpoint,
-  checkpointPaths,
-  loadCheckpoint,
-  type ModelMeta,
-  readModelMeta,
-  recoverCheckpoint,
-  saveCheckpoint,
-  type TrainerState,
-} from "./checkpoint.js";
+import { type Checkpoint, checkpointPaths, loadCheckpoint, recoverCheckpoint, saveCheckpoint, type TrainerState } from "./checkpoint.js";
 import { acquireRunLock } from "./lock.js";
 import { fmtTime, Progress } from "./progress.js";
 import { writeReport } from "./report.js";

@@ -30,7 +30,7 @@ import { homedir } from "node:os";
 import * as path from "node:path";
 import { pipeline } from "node:stream/promises";
 import { shown, VggError } from "../errors.js";
-import { fsError, syncDir, writeTextAtomic } from "./atomic.js";
+import { fsError, syncDir, writeTextAtomic } from "../io/atomic.js";
 import { detectWeightsFormat } from "./index.js";
 import { archsWithWeights, defaultEntry, PRETRAINED, type PretrainedEntry, pretrainedEntry } from "./pretrained.js";
 

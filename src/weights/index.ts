@@ -1,12 +1,12 @@
 /** One entry point for weight files: the format is recognised from the bytes, not trusted from the extension. */
 import { VggError } from "../errors.js";
+import { fsError, withFile } from "../io/atomic.js";
 import type { StateDict } from "../tensor.js";
-import { fsError, withFile } from "./atomic.js";
 import { LEGACY_PTH_PREFIX, readPth } from "./pth.js";
 import { readSafetensors } from "./safetensors.js";
 
-export { writeFileAtomic } from "./atomic.js";
-export { readNpy, writeNpy } from "./npy.js";
+export { writeFileAtomic } from "../io/atomic.js";
+export { readNpy, writeNpy } from "../io/npy.js";
 export { loadPth, readPth } from "./pth.js";
 export { readSafetensors, readSafetensorsFile, type SafetensorsFile, writeSafetensors } from "./safetensors.js";
 

@@ -12,7 +12,7 @@
  * pytorch/vision's vgg.py at commits 1c1feb57 and 02196ff4, before the weights enums): caches from then hold
  * those under their own names, so they never pass for the entries here.
  */
-import { type Preprocessing, type PresetName, presetPreprocessing } from "../predict/preprocess-core.js";
+import { type Preprocessing, type PresetName, presetPreprocessing } from "../data/preprocessing.js";
 import TABLE from "./pretrained.json" with { type: "json" };
 
 export interface PretrainedEntry {
@@ -35,7 +35,7 @@ export interface PretrainedEntry {
   numParams: number;
   /** 1000, or null for weights without a usable classifier. */
   numClasses: number | null;
-  /** The preprocessing preset these weights were trained with (see predict/preprocess-core.ts). */
+  /** The preprocessing preset these weights were trained with (see data/preprocessing.ts). */
   preset: PresetName;
   /** torchvision's transform parameters, kept verbatim to check the preset against. */
   transform: { resize: number; crop: number; mean: number[]; std: number[] };

@@ -9,9 +9,9 @@
  */
 import * as zlib from "node:zlib";
 import { shown, VggError } from "../errors.js";
+import { fsError, type ReadFile, withFile } from "../io/atomic.js";
+import { allocTyped, typedFromBytes } from "../io/bytes.js";
 import type { DType, StateDict, Tensor, TypedData } from "../tensor.js";
-import { fsError, type ReadFile, withFile } from "./atomic.js";
-import { allocTyped, typedFromBytes } from "./bytes.js";
 import {
   PickleTruncated,
   PyDict,

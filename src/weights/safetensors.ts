@@ -6,9 +6,9 @@
  * and a data section that the tensors cover exactly (no overlaps, no holes), so a file cannot smuggle extra bytes.
  */
 import { shown, VggError } from "../errors.js";
+import { fsError, withFile, writeFileAtomic } from "../io/atomic.js";
+import { checkTensor, ITEMSIZE, tensorBytes, typedFromBytes } from "../io/bytes.js";
 import type { DType, StateDict, Tensor, TypedData } from "../tensor.js";
-import { fsError, withFile, writeFileAtomic } from "./atomic.js";
-import { checkTensor, ITEMSIZE, tensorBytes, typedFromBytes } from "./bytes.js";
 
 /** The reference implementation refuses headers above 100 MB; so do we, before allocating them. */
 const MAX_HEADER = 100_000_000;

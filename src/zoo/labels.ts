@@ -6,7 +6,7 @@
  */
 import { readFileSync } from "node:fs";
 import { VggError } from "../errors.js";
-import { fsError } from "../weights/atomic.js";
+import { fsError } from "../io/atomic.js";
 import IMAGENET from "./imagenet-classes.json" with { type: "json" };
 
 export const IMAGENET_CLASSES: readonly string[] = Object.freeze([...IMAGENET]);

@@ -1,11 +1,12 @@
 /**
  * The browser's side of preprocessing: decode a picked file with the browser's own decoders into the same uint8 CHW
  * image that `vgg predict` gets from sharp, and draw images and feature maps on canvases. Everything after decoding
- * (resize, crop, normalisation) is the shared code of src/predict/preprocess-core.ts.
+ * (resize, crop, normalisation) is the shared code of src/data/preprocessing.ts.
  */
+
+import type { Preprocessing } from "../../src/data/preprocessing.js";
 import type { Image } from "../../src/data/transforms.js";
 import type { GrayImage } from "../../src/predict/grid-core.js";
-import type { Preprocessing } from "../../src/predict/preprocess-core.js";
 
 export interface Decoded {
   bitmap: ImageBitmap;

@@ -3,8 +3,9 @@
  * src/runtime/ort-web.ts), and for each picked or dropped image shows the network input, the top-5 classes and a
  * feature tap's channels. Preprocessing, soft-max/top-k and the feature grid are the same code `vgg predict` runs.
  */
+
+import { preprocessImage } from "../../src/data/preprocessing.js";
 import { featureGrid } from "../../src/predict/grid-core.js";
-import { preprocessImage } from "../../src/predict/preprocess-core.js";
 import { type ClassScore, softmax, topK } from "../../src/predict/topk.js";
 import { configureRuntime, createSession, type WebSession } from "../../src/runtime/ort-web.js";
 import { type DemoModel, MODEL_JSON, ORT_DIR } from "../../src/serve/protocol.js";

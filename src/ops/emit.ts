@@ -2,7 +2,8 @@
  * Small emission helpers shared by the ops' training forwards and backwards. They know the opset differences
  * (reductions take `axes` as an input from opset 18) and the training layout ([C, H, W, N], batch innermost).
  */
-import { type GraphBuilder, i, ints } from "./builder.js";
+import { type GraphBuilder, i, ints } from "../onnx/builder.js";
+import { HASH_MUL, hash32, U32 } from "../random.js";
 
 /** The default-domain opset the training step graph is emitted at (BitwiseXor and input-axes reductions). */
 export const TRAIN_OPSET = 18;
@@ -128,13 +129,10 @@ export function matrix(g: GraphBuilder, name: string, shape: number[], data: Flo
   return g.initializer(name, { dtype: "float32", shape, data });
 }
 
-const U32 = 0xffffffff;
-const HASH_MUL = 0x45d9f3b;
-
 /**
  * The 32-bit integer finaliser x ^= x >> 16; x *= 0x45d9f3b; x ^= x >> 16; x *= 0x45d9f3b; x ^= x >> 16 on int64
  * values in [0, 2^32) (ONNX's BitShift wants unsigned types, so shifts are divisions; products stay under 2^63).
- * Same numbers as `hash32` below.
+ * Same numbers as `hash32` (src/random.ts).
  */
 export function emitHash32(g: GraphBuilder, x: string): string {
   const mul = g.constant("int64", [], [HASH_MUL]);
@@ -144,12 +142,6 @@ export function emitHash32(g: GraphBuilder, x: string): string {
   let h = x;
   for (let r = 0; r < 2; r++) h = g.op1("BitwiseAnd", [g.op1("Mul", [mix(h), mul]), mask]);
   return mix(h);
-}
-
-export function hash32(x: number): number {
-  let h = x >>> 0;
-  for (let r = 0; r < 2; r++) h = Math.imul(((h >>> 16) ^ h) >>> 0, HASH_MUL) >>> 0;
-  return ((h >>> 16) ^ h) >>> 0;
 }
 
 /**
@@ -162,13 +154,4 @@ export function emitCounterRandom(g: GraphBuilder, seed: string, salt: number, c
   const s = g.op1("BitwiseAnd", [seed, g.constant("int64", [], [U32])]);
   const key = emitHash32(g, g.op1("BitwiseXor", [s, g.constant("int64", [], [hash32(salt)])]));
   return emitHash32(g, g.op1("BitwiseXor", [idx, key]));
-}
-
-/** The same numbers as emitCounterRandom, in JavaScript (for tests and for checking masks). */
-export function counterRandom(seed: number | bigint, salt: number, count: number): Uint32Array {
-  const s = Number(BigInt.asUintN(32, BigInt(seed)));
-  const key = hash32((s ^ hash32(salt)) >>> 0);
-  const out = new Uint32Array(count);
-  for (let e = 0; e < count; e++) out[e] = hash32((e ^ key) >>> 0);
-  return out;
 }

@@ -2,16 +2,17 @@
  * A compiled model ready to run: the layer plan, its weights, and an ORT session over the inference graph.
  * This is what the CLI's infer/bench and the library's users hold.
  */
-import { type Compiled, compileSpec, openCompiled } from "./compile.js";
-import { VggError } from "./errors.js";
-import { buildInferenceGraph } from "./graph/infer.js";
-import { lowerPrecision, type Precision, type PrecisionOptions } from "./precision.js";
-import type { Session } from "./runtime/ort.js";
-import { type StateDict, shapeStr, type Tensor } from "./tensor.js";
-import { resolveWeights } from "./weights/hub.js";
-import { type InitScheme, initWeights } from "./weights/init.js";
-import { loadWeights } from "./weights/load.js";
-import { buildModel, type ModelOptions, type VggModel } from "./zoo/model.js";
+
+import { VggError } from "../errors.js";
+import { buildInferenceGraph } from "../graph/infer.js";
+import { lowerPrecision, type Precision, type PrecisionOptions } from "../graph/precision.js";
+import { type Compiled, compileSpec, openCompiled } from "../runtime/open-graph.js";
+import type { Session } from "../runtime/ort.js";
+import { type StateDict, shapeStr, type Tensor } from "../tensor.js";
+import { resolveWeights } from "../weights/hub.js";
+import { type InitScheme, initWeights } from "../weights/init.js";
+import { loadWeights } from "../weights/load.js";
+import { buildModel, type ModelOptions, type VggModel } from "../zoo/model.js";
 
 export interface PredictorOptions extends ModelOptions, PrecisionOptions {
   /** A .pth/.safetensors file, `imagenet`, an entry name or a URL; without it, `init` and `seed` initialise. */

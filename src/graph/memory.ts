@@ -13,10 +13,10 @@
  */
 import { readFileSync } from "node:fs";
 import { freemem } from "node:os";
-import { VggError } from "./errors.js";
-import type { ConvAttrs } from "./ops/conv.js";
-import { numel } from "./tensor.js";
-import { stateSpec, type VggModel } from "./zoo/model.js";
+import { VggError } from "../errors.js";
+import type { ConvAttrs } from "../ops/conv.js";
+import { numel } from "../tensor.js";
+import { stateSpec, type VggModel } from "../zoo/model.js";
 
 const MiB = 2 ** 20;
 export const RUNTIME_BYTES = 150 * MiB;

@@ -2,11 +2,11 @@
 import { statSync } from "node:fs";
 import { type Command, InvalidArgumentError, Option } from "commander";
 import { VggError } from "../errors.js";
-import { type CalibrationMethod, PRECISIONS, type Precision, type PrecisionOptions } from "../precision.js";
+import { type CalibrationMethod, PRECISIONS, type Precision, type PrecisionOptions } from "../graph/precision.js";
+import { readNpy } from "../io/npy.js";
 import { expandInputs } from "../predict/inputs.js";
 import { loadImage, PRESETS, type Preprocessing, type PresetName, weightsPreprocessing } from "../predict/preprocess.js";
 import { numel, type Tensor } from "../tensor.js";
-import { readNpy } from "../weights/npy.js";
 import { float, positiveInt } from "./options.js";
 
 export interface PrecisionFlags {

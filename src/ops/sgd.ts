@@ -7,7 +7,7 @@
  *   p   = p - lr * d_p
  * With momentum 0 there is no buffer: p = p - lr * d_p.
  */
-import type { GraphBuilder } from "../graph/builder.js";
+import type { GraphBuilder } from "../onnx/builder.js";
 
 export interface SgdOptions {
   /** Default 0.9 (the paper). */

@@ -12,8 +12,8 @@
  * Needs H and W even. F(2x2, 3x3) in float32 is accurate to a few ulps of the largest term (the transforms have
  * entries 0, +-1/2, +-1).
  */
-import type { GraphBuilder } from "./builder.js";
-import { i } from "./builder.js";
+import type { GraphBuilder } from "../onnx/builder.js";
+import { i } from "../onnx/builder.js";
 import { reshape, transpose } from "./emit.js";
 
 const BT = [

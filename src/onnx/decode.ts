@@ -5,7 +5,7 @@
  */
 import * as fs from "node:fs";
 import { VggError } from "../errors.js";
-import { fsError } from "../weights/atomic.js";
+import { fsError } from "../io/atomic.js";
 
 export interface OnnxValueInfo {
   name: string;

@@ -1,6 +1,6 @@
 /** Graph construction: fresh names, typed attributes, constants. The ops emit through this. */
 import { type DType, numel, type Tensor } from "../tensor.js";
-import { type AttrValue, encodeModel, type ModelSpec, type NodeSpec, type ValueSpec } from "./onnx.js";
+import { type AttrValue, encodeModel, type ModelSpec, type NodeSpec, type ValueSpec } from "./encode.js";
 
 export const i = (v: number): AttrValue => ({ i: v });
 export const f = (v: number): AttrValue => ({ f: v });

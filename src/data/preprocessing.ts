@@ -4,9 +4,10 @@
  * code on pixels decoded by a canvas; `preprocess.ts` adds decoding files with sharp and checkpoints' transforms.
  * See preprocess.ts for what each preset does.
  */
-import { Rng } from "../data/rng.js";
-import { centerCrop, compileTransforms, type Image, resize, scaledSize, type Transform, type TransformConfig } from "../data/transforms.js";
+
 import { VggError } from "../errors.js";
+import { Sfc32 } from "../random.js";
+import { centerCrop, compileTransforms, type Image, resize, scaledSize, type Transform, type TransformConfig } from "./transforms.js";
 
 export const PRESETS = ["torchvision", "caffe", "vgg16-features"] as const;
 export type PresetName = (typeof PRESETS)[number];
@@ -116,7 +117,7 @@ function coverSize(ih: number, iw: number, h: number, w: number): [number, numbe
 }
 
 const compiled = new WeakMap<Preprocessing, Transform>();
-const RNG = () => new Rng(0x5eed, 1, 2, 3);
+const RNG = () => new Sfc32(0x5eed, 1, 2, 3);
 
 /** Compiles (and caches) the transform part of a preprocessing. */
 function transformOf(p: Preprocessing): Transform {

@@ -4,15 +4,15 @@
  * quantization whose activation ranges come from running calibration images through the float graph here.
  */
 
-import { compileSpec, openCompiled } from "./compile.js";
-import { VggError } from "./errors.js";
-import { floatsToHalf } from "./graph/half.js";
-import type { ModelSpec } from "./graph/onnx.js";
-import { type CalibrationGraph, prepareQuantization, type QuantizeOptions, type Range, toFloat16 } from "./graph/quantize.js";
-import { cpuSaturatesU8S8 } from "./runtime/cpu.js";
-import { numel, type Tensor } from "./tensor.js";
-import { Rng } from "./weights/init.js";
-import type { VggModel } from "./zoo/model.js";
+import { VggError } from "../errors.js";
+import type { ModelSpec } from "../onnx/encode.js";
+import { Xoshiro128 } from "../random.js";
+import { cpuSaturatesU8S8 } from "../runtime/cpu.js";
+import { compileSpec, openCompiled } from "../runtime/open-graph.js";
+import { numel, type Tensor } from "../tensor.js";
+import type { VggModel } from "../zoo/model.js";
+import { floatsToHalf } from "./half.js";
+import { type CalibrationGraph, prepareQuantization, type QuantizeOptions, type Range, toFloat16 } from "./quantize.js";
 
 export const PRECISIONS = ["fp32", "fp16", "int8"] as const;
 export type Precision = (typeof PRECISIONS)[number];
@@ -56,7 +56,7 @@ export async function lowerPrecision(model: VggModel, spec: ModelSpec, o: Precis
       );
     }
     const shape = [o.calibrateRandom, ...model.inputShape];
-    const rng = new Rng(7);
+    const rng = new Xoshiro128(7);
     data = { dtype: "float32", shape, data: new Float32Array(numel(shape)).map(() => rng.normal()) };
   }
   checkCalibration(model, data);

@@ -8,8 +8,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
-import { encodeModel, encodeModelParts, type ModelSpec } from "./graph/onnx.js";
-import { createSession, type Session, type SessionOptions } from "./runtime/ort.js";
+import { encodeModel, encodeModelParts, type ModelSpec } from "../onnx/encode.js";
+import { createSession, type Session, type SessionOptions } from "./ort.js";
 
 /** Past this size the graph goes to ORT through files. */
 export const IN_MEMORY_LIMIT = 64 * 2 ** 20;
