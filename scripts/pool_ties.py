@@ -1,4 +1,4 @@
-"""How often max-pool windows tie on Fashion-MNIST (README, Training: why the tie rule of the pool's gradient matters).
+"""How often max-pool windows tie on Fashion-MNIST (bench/results/notes.md: why the tie rule of the pool's gradient matters).
 
     /usr/bin/python3 scripts/pool_ties.py [--images 128] [--width-divisor 1]
 

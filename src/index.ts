@@ -46,8 +46,8 @@ export {
 } from "./predict/preprocess.js";
 export { type ClassScore, softmax, topK } from "./predict/topk.js";
 export type { DType, StateDict, Tensor } from "./tensor.js";
-export { TRAIN_DEFAULTS } from "./train/options.js";
-export type { EpochMetrics, TrainResult } from "./train/trainer.js";
+export { TRAIN_DEFAULTS } from "./train/config.js";
+export type { EpochMetrics, TrainResult } from "./train/types.js";
 export { cachePath, isWeightsRef, type ResolveOptions, resolveWeights, verifyFile } from "./weights/hub.js";
 export { loadStateDict } from "./weights/index.js";
 export { INIT_SCHEMES, type InitScheme, initWeights } from "./weights/init.js";

@@ -67,7 +67,7 @@ function build(c: GradCase, withBackward: boolean): { bytes: Uint8Array; yShape:
   const paramNames = specs.filter((p) => p.trainable).map((p) => p.suffix);
   if (withBackward) {
     const dy = g.input("dy", "float32", yShape);
-    const b = op.backward(ctx, c.attrs, fwd.saved, dy, c.inShape, "layer", true);
+    const b = op.backward(ctx, c.attrs, { saved: fwd.saved, dy, inShape: c.inShape, name: "layer", needDx: true });
     if (!b.dx) throw new Error("no dx");
     g.output(b.dx, "dx", "float32", xShape);
     for (const s of paramNames) {

@@ -175,7 +175,7 @@ test("grad: LRN training forward equals ONNX LRN", async () => {
   // The same input through ONNX's LRN in NCHW: x is [C, H, W, N] in the check.
   const g = new GraphBuilder();
   const x = g.input("x", "float32", [2, 7, 3, 2]);
-  g.output(lrn.forward({ g, param: () => "", training: false }, attrs, x, [7, 3, 2], "lrn"), "y", "float32", [2, 7, 3, 2]);
+  g.output(lrn.forward({ g, param: () => "" }, attrs, x, [7, 3, 2], "lrn"), "y", "float32", [2, 7, 3, 2]);
   const s = await createSession(g.encode());
   const { prng } = await import("./train-step-helpers.js");
   const rnd = prng(1);

@@ -1,17 +1,14 @@
 import type { Command } from "commander";
 import { checkMemory, estimateTraining } from "../graph/memory.js";
-import { benchTrain } from "../train/bench.js";
+import { benchTrain } from "../train/throughput.js";
 import { buildModel } from "../zoo/model.js";
-import { addArchOptions, describeOption, type ModelFlags, modelOptions, positiveInt } from "./options.js";
+import { addTimingOptions, type TimingFlags } from "./bench.js";
+import { addArchOptions, describeOption, type ModelFlags, modelOptions } from "./options.js";
 
-interface Flags extends ModelFlags {
-  batch: number;
+interface Flags extends ModelFlags, TimingFlags {
   inputSize: number;
   steps: number;
-  warmup: number;
-  threads?: number;
   profile?: string;
-  json?: boolean;
 }
 
 /** `vgg bench train`: registered under the `bench` command that bench.ts creates. */
@@ -19,14 +16,15 @@ export function register(program: Command): void {
   const bench = program.commands.find((c) => c.name() === "bench");
   if (!bench) throw new Error("bench-train: register the bench command first");
   const cmd = addArchOptions(
-    bench
-      .command("train")
-      .description("training images/s over full SGD steps (forward, backward, update; data excluded)")
-      .option("--batch <n>", "batch size", positiveInt, 128)
-      .option("--input-size <s>", "square input size", positiveInt, 32)
-      .option("--steps <n>", "timed steps", positiveInt, 8)
-      .option("--warmup <n>", "untimed steps first", positiveInt, 2)
-      .option("--threads <n>", "engine threads", positiveInt)
+    addTimingOptions(
+      bench.command("train").description("training images/s over full SGD steps (forward, backward, update; data excluded)"),
+      {
+        batch: 128,
+        inputSize: 32,
+        timed: "steps",
+        count: 8,
+      },
+    )
       .option("--profile <prefix>", "write ORT's JSON profile")
       .option("--json", "print one JSON line"),
   );
@@ -41,7 +39,7 @@ export function register(program: Command): void {
     );
     const r = await benchTrain({
       arch: o.arch,
-      model: { ...modelOptions(o), dropout: o.dropout ?? 0 },
+      model,
       batch: o.batch,
       steps: o.steps,
       warmup: o.warmup,

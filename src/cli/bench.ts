@@ -13,28 +13,47 @@ function median(xs: number[]): number {
   return s.length % 2 ? s[k] : (s[k - 1] + s[k]) / 2;
 }
 
-interface BenchFlags extends ModelFlags, PrecisionFlags {
+/** The flags both `bench` commands time with (bench-train.ts registers `bench train`). */
+export interface TimingFlags {
   batch: number;
   inputSize: number;
-  iterations: number;
   warmup: number;
   threads?: number;
   json?: boolean;
+}
+
+/**
+ * Adds the timing flags, in the order both `bench` commands list them: batch, input size, the timed count
+ * (`--iterations` runs or `--steps` steps) and the untimed ones before it, threads. Only the defaults differ.
+ */
+export function addTimingOptions(
+  cmd: Command,
+  d: { batch: number; inputSize: number; timed: "iterations" | "steps"; count: number },
+): Command {
+  const unit = d.timed === "iterations" ? "runs" : "steps";
+  return cmd
+    .option("--batch <n>", "batch size", positiveInt, d.batch)
+    .option("--input-size <s>", "square input size", positiveInt, d.inputSize)
+    .option(`--${d.timed} <n>`, `timed ${unit}`, positiveInt, d.count)
+    .option("--warmup <n>", `untimed ${unit} first`, positiveInt, 2)
+    .option("--threads <n>", "engine threads", positiveInt);
+}
+
+interface BenchFlags extends ModelFlags, PrecisionFlags, TimingFlags {
+  inputSize: number;
+  iterations: number;
 }
 
 export function register(program: Command): void {
   const bench = program.command("bench").description("measure throughput on this machine");
   addPrecisionOptions(
     addModelOptions(
-      bench
-        .command("infer")
-        .description("inference images/s and GFLOP/s (weights random unless --weights)")
-        .option("--batch <n>", "batch size", positiveInt, 1)
-        .option("--input-size <s>", "square input size", positiveInt, 224)
-        .option("--iterations <n>", "timed runs", positiveInt, 10)
-        .option("--warmup <n>", "untimed runs first", positiveInt, 2)
-        .option("--threads <n>", "engine threads", positiveInt)
-        .option("--json", "print one JSON line"),
+      addTimingOptions(bench.command("infer").description("inference images/s and GFLOP/s (weights random unless --weights)"), {
+        batch: 1,
+        inputSize: 224,
+        timed: "iterations",
+        count: 10,
+      }).option("--json", "print one JSON line"),
     ),
     { preset: true },
   ).action(async (o: BenchFlags) => {

@@ -1,32 +1,16 @@
 import { type Command, Option } from "commander";
 import { VggError } from "../errors.js";
 import type { ConfigName } from "../reproduce/results.js";
-import { CONFIG_ARCHS, reproduce } from "../reproduce/run.js";
+import { CONFIG_ARCHS, type ReproduceOptions, reproduce } from "../reproduce/run.js";
 import { float, positiveInt } from "./options.js";
 
-interface ReproduceFlags {
-  out: string;
-  data: string;
-  budgetMinutes: number;
+/** The options of `reproduce`, as commander gives them: lists and ranges as typed, batchNorm as --no-bn's `bn`. */
+type ReproduceFlags = Omit<ReproduceOptions, "configs" | "jitterConfig" | "jitter" | "batchNorm" | "command"> & {
   configs: string;
-  jitter: string;
   jitterConfig: string;
-  widthDivisor: number;
-  head: "paper" | "compact";
+  jitter: string;
   bn: boolean;
-  inputSize: number;
-  scale: number;
-  epochs?: number;
-  steps?: number;
-  batchSize: number;
-  lr: number;
-  seed: number;
-  testImages?: number;
-  val?: number;
-  initFromA: boolean;
-  threads?: number;
-  progress: boolean;
-}
+};
 
 function parseConfigs(s: string): ConfigName[] {
   const names = s.split(",").map((x) => x.trim());
@@ -68,32 +52,16 @@ export function register(program: Command): void {
     .option("--no-init-from-a", "train B-E from scratch instead of from net A's layers")
     .option("--threads <n>", "engine threads", positiveInt)
     .option("--no-progress", "no progress bars")
-    .action(async (o: ReproduceFlags) => {
-      const j = /^(\d+):(\d+)$/.exec(o.jitter);
-      if (!j || Number(j[1]) > Number(j[2])) throw new VggError(`--jitter wants Smin:Smax, got '${o.jitter}'`);
-      const jc = o.jitterConfig === "none" ? null : parseConfigs(o.jitterConfig)[0];
+    .action(async ({ configs, jitter, jitterConfig, bn, ...o }: ReproduceFlags) => {
+      const j = /^(\d+):(\d+)$/.exec(jitter);
+      if (!j || Number(j[1]) > Number(j[2])) throw new VggError(`--jitter wants Smin:Smax, got '${jitter}'`);
+      const jc = jitterConfig === "none" ? null : parseConfigs(jitterConfig)[0];
       await reproduce({
-        out: o.out,
-        data: o.data,
-        budgetMinutes: o.budgetMinutes,
-        configs: parseConfigs(o.configs),
+        ...o,
+        configs: parseConfigs(configs),
         jitterConfig: jc,
-        widthDivisor: o.widthDivisor,
-        head: o.head,
-        batchNorm: o.bn,
-        inputSize: o.inputSize,
-        scale: o.scale,
+        batchNorm: bn,
         jitter: [Number(j[1]), Number(j[2])],
-        epochs: o.epochs,
-        steps: o.steps,
-        batchSize: o.batchSize,
-        lr: o.lr,
-        seed: o.seed,
-        testImages: o.testImages,
-        val: o.val,
-        initFromA: o.initFromA,
-        threads: o.threads,
-        progress: o.progress,
         command: `vgg ${process.argv.slice(2).join(" ")}`,
       });
     });

@@ -1,9 +1,10 @@
 import { type Command, Option } from "commander";
 import { VggError } from "../errors.js";
 import { PROTOCOLS } from "../eval/protocols.js";
-import { AUGMENTS, TRAIN_DEFAULTS as D, type TrainOptions, trainConfig } from "../train/options.js";
+import { AUGMENTS, TRAIN_DEFAULTS as D, DEFAULT_EPOCHS, type TrainOptions, trainConfig } from "../train/config.js";
 import { SCHEDULES } from "../train/schedule.js";
-import { DEFAULT_EPOCHS, TrainInterrupted, train } from "../train/trainer.js";
+import { TrainInterrupted } from "../train/signals.js";
+import { train } from "../train/trainer.js";
 import { addModelOptions, describeOption, float, int, type ModelFlags, positiveInt } from "./options.js";
 
 type TrainFlags = Omit<ModelFlags, "init" | "arch" | "config"> &

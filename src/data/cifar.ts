@@ -9,7 +9,6 @@ import { fsError, withFile } from "../io/atomic.js";
 
 export const CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"];
 export const CIFAR_RECORD = 1 + 3 * 32 * 32;
-export const CIFAR_BATCH_RECORDS = 10000;
 export const CIFAR10_TRAIN_FILES = [1, 2, 3, 4, 5].map((i) => `data_batch_${i}.bin`);
 export const CIFAR10_TEST_FILE = "test_batch.bin";
 

@@ -322,17 +322,3 @@ export function describeSplits(ds: Dataset): string {
       : "val: none";
   return `train <- ${dirs.train} (${n(s.train)} images), ${val}, ${dirs.test ? `test <- ${dirs.test} (${n(s.test)})` : "test: none"}`;
 }
-
-export function describeDataset(ds: Dataset): string {
-  const f = (xs: number[]) => `[${xs.map((x) => x.toFixed(4)).join(", ")}]`;
-  const n = (s: Split | null) => (s ? String(s.indices.length) : "none");
-  const lines = [
-    `${ds.kind} (${ds.spec}): ${ds.classes.length} classes, ${ds.channels} channel${ds.channels > 1 ? "s" : ""}, ${ds.size ? `${ds.size[0]}x${ds.size[1]}` : "variable size"}`,
-    ds.dirs
-      ? `splits: ${describeSplits(ds)}`
-      : `splits: train ${n(ds.splits.train)}, val ${n(ds.splits.val)} (held out, seed ${ds.seed}), test ${n(ds.splits.test)}`,
-    `train mean ${f(ds.mean)} std ${f(ds.std)} (${ds.statsCount} images)`,
-  ];
-  if (ds.skipped.count > 0) lines.push(`skipped ${ds.skipped.count} unreadable or non-image files (e.g. ${ds.skipped.examples[0]})`);
-  return lines.join("\n");
-}

@@ -4,17 +4,9 @@
  */
 import { VggError } from "../errors.js";
 import { readNpy } from "../io/npy.js";
+import type { ArraySource } from "./dataset.js";
 
-export interface ArrayData {
-  data: Uint8Array | Float32Array;
-  n: number;
-  c: number;
-  h: number;
-  w: number;
-  labels: Int32Array;
-}
-
-function readImages(file: string): Omit<ArrayData, "labels"> {
+function readImages(file: string): Omit<ArraySource, "kind" | "labels"> {
   const t = readNpy(file);
   if (t.dtype !== "float32" && t.dtype !== "uint8") {
     throw new VggError(`images must be float32 or uint8, not ${t.dtype} (convert with x.astype(np.float32))`, file);
@@ -60,9 +52,9 @@ function readLabels(file: string): Int32Array {
 }
 
 /** Reads and cross-checks an image array and its labels. */
-export function loadNpyPair(xFile: string, yFile: string): ArrayData {
+export function loadNpyPair(xFile: string, yFile: string): ArraySource {
   const x = readImages(xFile);
   const labels = readLabels(yFile);
   if (labels.length !== x.n) throw new VggError(`${labels.length} labels for ${x.n} images in ${xFile}`, yFile);
-  return { ...x, labels };
+  return { kind: "array", ...x, labels };
 }

@@ -129,14 +129,6 @@ function transformOf(p: Preprocessing): Transform {
   return t;
 }
 
-/** Output [C, H, W] of a preprocessing for a decoded image of the given size. */
-export function preprocessedShape(p: Preprocessing, h: number, w: number): [number, number, number] {
-  let [ih, iw] = [h, w];
-  if (p.native) [ih, iw] = p.native;
-  if (p.resizeShorter) [ih, iw] = scaledSize(ih, iw, p.resizeShorter);
-  return transformOf(p).outputShape(p.channels, ih, iw);
-}
-
 /** A decoded uint8 image (in the decoding's channel order, RGB or gray) to the network's float32 CHW input. */
 export function preprocessImage(img: Image, p: Preprocessing): Image {
   if (img.c !== p.channels) throw new VggError(`preprocessing '${p.name}' wants ${p.channels}-channel images, got ${img.c}`);

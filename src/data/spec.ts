@@ -230,7 +230,7 @@ export async function openDataset(spec: string | DataSpec, opts: OpenOptions = {
     case "npy": {
       if ((ds.testX === undefined) !== (ds.testY === undefined)) throw new VggError("npy spec: give both test files or neither");
       const a = loadNpyPair(ds.x, ds.y);
-      train = { kind: "array", ...a, data: sharedCopy(a.data, shared) };
+      train = { ...a, data: sharedCopy(a.data, shared) };
       files = [ds.x, ds.y];
       if (ds.testX && ds.testY) {
         const t = loadNpyPair(ds.testX, ds.testY);
@@ -238,7 +238,7 @@ export async function openDataset(spec: string | DataSpec, opts: OpenOptions = {
           throw new VggError(`test images are ${t.c}x${t.h}x${t.w} but train images are ${a.c}x${a.h}x${a.w}`, ds.testX);
         }
         if (t.data.constructor !== a.data.constructor) throw new VggError("test and train images have different dtypes", ds.testX);
-        test = { kind: "array", ...t, data: sharedCopy(t.data, shared) };
+        test = { ...t, data: sharedCopy(t.data, shared) };
         files.push(ds.testX, ds.testY);
       }
       let k = 0;

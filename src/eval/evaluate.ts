@@ -3,8 +3,10 @@ import type { Split } from "../data/dataset.js";
 import { BatchLoader } from "../data/loader.js";
 import type { TransformConfig } from "../data/transforms.js";
 import { evalBatchSize } from "../graph/memory.js";
-import type { Predictor } from "../predict/predictor.js";
-import { addBatch, newTally, type Tally } from "./metrics.js";
+import { Predictor } from "../predict/predictor.js";
+import type { StateDict } from "../tensor.js";
+import type { VggModel } from "../zoo/model.js";
+import { addBatch, newTally, type Scores, scores, type Tally } from "./metrics.js";
 
 export async function evaluate(
   p: Predictor,
@@ -69,4 +71,20 @@ export async function evaluateMany(
     await loader.close();
   }
   return { tallies, agreement: same.map((s) => s / Math.max(n, 1)) };
+}
+
+/** Scores of the weights on a split: a predictor over them, single-crop evaluation, released after. */
+export async function evalWeights(
+  model: VggModel,
+  weights: StateDict,
+  split: Split,
+  tf: TransformConfig,
+  threads?: number,
+): Promise<Scores> {
+  const p = await Predictor.fromWeights(model, weights, { threads });
+  try {
+    return scores(await evaluate(p, split, tf));
+  } finally {
+    await p.release();
+  }
 }

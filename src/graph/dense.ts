@@ -15,9 +15,9 @@ import { GraphBuilder, i, ints } from "../onnx/builder.js";
 import type { ModelSpec } from "../onnx/encode.js";
 import { adaptiveMatrix } from "../ops/adaptive-pool.js";
 import { matrix, reduce, reshape } from "../ops/emit.js";
-import { opOf } from "../ops/index.js";
 import type { StateDict } from "../tensor.js";
 import type { Layer, VggModel } from "../zoo/model.js";
+import { emitInference } from "./walk.js";
 
 /** Smallest final feature map (per side) the dense head can slide over: m for the paper head, 1 for compact. */
 export function denseMinMap(m: VggModel): number {
@@ -37,10 +37,7 @@ export function buildDenseGraph(m: VggModel, weights: StateDict): ModelSpec {
   let x = g.input("input", "float32", ["N", m.options.inChannels, "H", "W"]);
   const headAt = m.layers.findIndex((l) => l.name === "avgpool");
   if (headAt < 0) throw new VggError(`${m.arch} has no classifier head`);
-  for (const layer of m.layers.slice(0, headAt)) {
-    const ctx = { g, training: false, param: (suffix: string) => param(layer, suffix) };
-    x = opOf(layer.kind).forward(ctx, layer.attrs, x, layer.inShape, layer.tap ?? layer.name.replace(/\./g, "_"));
-  }
+  x = emitInference(g, m.layers.slice(0, headAt), x, param);
   const [C, mh, mw] = m.layers[headAt].inShape;
   const conv = (input: string, w: string, b: string, name: string) =>
     g.op1("Conv", [input, w, b], { strides: ints([1, 1]), group: i(1) }, name);

@@ -5,9 +5,9 @@
 import { VggError } from "../errors.js";
 import { GraphBuilder } from "../onnx/builder.js";
 import { encodeModel, type ModelSpec } from "../onnx/encode.js";
-import { opOf } from "../ops/index.js";
 import type { StateDict } from "../tensor.js";
-import { tapNames, type VggModel } from "../zoo/model.js";
+import { type Layer, tapNames, type VggModel } from "../zoo/model.js";
+import { emitInference } from "./walk.js";
 
 export interface InferenceGraphOptions {
   /** Tap names to output (default: ["logits"]). */
@@ -23,23 +23,18 @@ export function buildInferenceGraph(m: VggModel, weights: StateDict, opts: Infer
     if (!known.includes(t)) throw new VggError(`unknown tap '${t}' for ${m.arch} (known: ${known.join(", ")})`);
   }
   const g = new GraphBuilder();
-  let x = g.input(opts.inputName ?? "input", "float32", ["N", ...m.inputShape]);
+  const x = g.input(opts.inputName ?? "input", "float32", ["N", ...m.inputShape]);
   const last = Math.max(...taps.map((t) => m.layers.findIndex((l) => l.tap === t)));
   const tapValues = new Map<string, { value: string; shape: number[] }>();
-  for (const layer of m.layers.slice(0, last + 1)) {
-    const ctx = {
-      g,
-      training: false,
-      param(suffix: string) {
-        const key = `${layer.name}.${suffix}`;
-        const t = weights.get(key);
-        if (!t) throw new VggError(`weights lack '${key}'`);
-        return g.initializer(key, t);
-      },
-    };
-    x = opOf(layer.kind).forward(ctx, layer.attrs, x, layer.inShape, layer.tap ?? layer.name.replace(/\./g, "_"));
-    if (layer.tap) tapValues.set(layer.tap, { value: x, shape: layer.outShape });
-  }
+  const param = (layer: Layer, suffix: string) => {
+    const key = `${layer.name}.${suffix}`;
+    const t = weights.get(key);
+    if (!t) throw new VggError(`weights lack '${key}'`);
+    return g.initializer(key, t);
+  };
+  emitInference(g, m.layers.slice(0, last + 1), x, param, (layer, y) => {
+    if (layer.tap) tapValues.set(layer.tap, { value: y, shape: layer.outShape });
+  });
   for (const t of taps) {
     const v = tapValues.get(t);
     if (!v) throw new Error(`tap ${t} not emitted`);

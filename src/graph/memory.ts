@@ -14,7 +14,6 @@
 import { readFileSync } from "node:fs";
 import { freemem } from "node:os";
 import { VggError } from "../errors.js";
-import type { ConvAttrs } from "../ops/conv.js";
 import { numel } from "../tensor.js";
 import { stateSpec, type VggModel } from "../zoo/model.js";
 
@@ -32,9 +31,7 @@ function sizes(m: VggModel, layers = m.layers) {
   const largest = Math.max(0, ...layers.map((l) => numel(l.outShape))) * 4;
   const im2col = Math.max(
     0,
-    ...layers
-      .filter((l) => l.kind === "conv")
-      .map((l) => (l.attrs as ConvAttrs).inC * (l.attrs as ConvAttrs).kernel ** 2 * l.inShape[1] * l.inShape[2] * 4),
+    ...layers.map((l) => (l.kind === "conv" ? l.attrs.inC * l.attrs.kernel ** 2 * l.inShape[1] * l.inShape[2] * 4 : 0)),
   );
   return { weights, perImage, largest, im2col };
 }

@@ -16,7 +16,7 @@
  */
 
 import type { ModelSpec, NodeSpec, ValueSpec } from "../onnx/encode.js";
-import type { DType, Tensor } from "../tensor.js";
+import { type DType, numel, type Tensor } from "../tensor.js";
 
 export interface Range {
   min: number;
@@ -316,7 +316,7 @@ export function quantizeWeight(w: Tensor, axis: number, perChannel: boolean, red
   const qmax = reduceRange ? 64 : 127;
   const C = perChannel ? w.shape[axis] : 1;
   // Element k belongs to channel floor(k / inner) % C: blocks of `inner` values cycle through the channels.
-  const inner = perChannel ? w.shape.slice(axis + 1).reduce((a, b) => a * b, 1) : data.length;
+  const inner = perChannel ? numel(w.shape.slice(axis + 1)) : data.length;
   const absmax = new Float32Array(C);
   for (let start = 0, c = 0; start < data.length; start += inner, c = (c + 1) % C) {
     let m = absmax[c];

@@ -33,10 +33,11 @@ import { GATHER_MIN_BATCH, nchwToChwn, TRAIN_OPSET, transpose } from "../ops/emi
 import { opOf } from "../ops/index.js";
 import { softmaxCrossEntropy } from "../ops/loss.js";
 import { emitSgd, resolveSgd, type SgdOptions } from "../ops/sgd.js";
-import type { EmitCtx, TrainCtx } from "../ops/types.js";
+import type { TrainCtx } from "../ops/types.js";
 import type { DType, StateDict, Tensor } from "../tensor.js";
 import { numel } from "../tensor.js";
 import { type Layer, stateSpec, tapNames, type VggModel } from "../zoo/model.js";
+import { emitInference, valueName } from "./walk.js";
 
 export interface TrainStepOptions extends SgdOptions {
   /** Batch size of this graph. */
@@ -90,7 +91,7 @@ export function chooseConvAlgo(
 ): ConvChoice {
   const im2col: ConvChoice = { convAlgo: "im2col", convWeightGrad: "im2col" };
   if (layer.kind !== "conv") return im2col;
-  const a = layer.attrs as { inC: number; kernel: number };
+  const a = layer.attrs;
   const [, H, W] = layer.inShape;
   // The tap weight gradient is nine GEMMs [O, HWN] x [HWN, C]: with few input channels they are thin (3->64 at
   // 224x224, batch 8: 143 ms at 10 GFLOP/s), and a small im2col (at most 2^24 floats, as conv.ts keeps) is one GEMM.
@@ -301,7 +302,7 @@ export function buildTrainStep(m: VggModel, opts: TrainStepOptions): TrainStep {
       saved.push({});
       return;
     }
-    const r = opOf(layer.kind).trainForward(ctxs[idx], layer.attrs, h, layer.inShape, layer.tap ?? layer.name.replace(/\./g, "_"));
+    const r = opOf(layer.kind).trainForward(ctxs[idx], layer.attrs, h, layer.inShape, valueName(layer));
     saved.push(r.saved);
     for (const [suffix, v] of Object.entries(r.state ?? {})) newState.set(`${layer.name}.${suffix}`, v);
     h = r.y;
@@ -317,7 +318,13 @@ export function buildTrainStep(m: VggModel, opts: TrainStepOptions): TrainStep {
   for (let idx = layers.length - 1; idx >= first; idx--) {
     const layer = layers[idx];
     const name = layer.name.replace(/\./g, "_");
-    const r = opOf(layer.kind).backward(ctxs[idx], layer.attrs, saved[idx], dy, layer.inShape, name, idx > first);
+    const r = opOf(layer.kind).backward(ctxs[idx], layer.attrs, {
+      saved: saved[idx],
+      dy,
+      inShape: layer.inShape,
+      name,
+      needDx: idx > first,
+    });
     for (const [suffix, v] of Object.entries(r.grads)) grads.set(`${layer.name}.${suffix}`, v);
     if (idx > first) {
       if (!r.dx) throw new Error(`${layer.name}: backward gave no input gradient`);
@@ -391,31 +398,24 @@ function frozenForward(
   inputs: FrozenInput[],
 ): string {
   const values = new Map<string, string>();
-  let h = x;
-  for (const layer of m.layers.slice(0, b)) {
-    const ctx: EmitCtx = {
-      g,
-      training: false,
-      param(suffix) {
-        const key = `${layer.name}.${suffix}`;
-        const spec = layer.params.find((p) => p.suffix === suffix);
-        if (!spec) throw new Error(`${layer.name} has no parameter ${suffix}`);
-        let v = values.get(key);
-        if (v) return v;
-        if (weights) {
-          const t = weights.get(key);
-          if (!t) throw new VggError(`weights lack '${key}'`);
-          v = g.initializer(key, t);
-        } else {
-          v = g.input(key, spec.dtype, spec.shape);
-          inputs.push({ key, dtype: spec.dtype, shape: spec.shape });
-        }
-        values.set(key, v);
-        return v;
-      },
-    };
-    h = opOf(layer.kind).forward(ctx, layer.attrs, h, layer.inShape, layer.tap ?? layer.name.replace(/\./g, "_"));
-  }
+  const param = (layer: Layer, suffix: string) => {
+    const key = `${layer.name}.${suffix}`;
+    const spec = layer.params.find((p) => p.suffix === suffix);
+    if (!spec) throw new Error(`${layer.name} has no parameter ${suffix}`);
+    let v = values.get(key);
+    if (v) return v;
+    if (weights) {
+      const t = weights.get(key);
+      if (!t) throw new VggError(`weights lack '${key}'`);
+      v = g.initializer(key, t);
+    } else {
+      v = g.input(key, spec.dtype, spec.shape);
+      inputs.push({ key, dtype: spec.dtype, shape: spec.shape });
+    }
+    values.set(key, v);
+    return v;
+  };
+  const h = emitInference(g, m.layers.slice(0, b), x, param);
   const out = m.layers[b - 1].outShape;
   if (out.length === 3) return nchwToChwn(g, h, out[0], out[1], out[2], N, "frozen_to_chwn");
   return transpose(g, h, [1, 0], "frozen_to_fn");

@@ -78,7 +78,7 @@ export const adaptivePool: OpKind<AdaptivePoolAttrs> = {
     const y = g.op1("MatMul", [p, reshape(g, x, [C, H * W, N])], undefined, `${name}_pool`);
     return { y: reshape(g, y, [C, n, n, N], name), saved: {} };
   },
-  backward(ctx, a, _saved, dy, inShape, name, needDx) {
+  backward(ctx, a, { dy, inShape, name, needDx }) {
     if (!needDx) return { grads: {} };
     const g = ctx.g;
     const [C, H, W] = inShape;

@@ -1,4 +1,5 @@
 import { f, i } from "../onnx/builder.js";
+import { numel } from "../tensor.js";
 import { reduce, reshape } from "./emit.js";
 import { checkRank, type OpKind } from "./types.js";
 
@@ -73,7 +74,7 @@ export const batchnorm: OpKind<BatchNormAttrs> = {
       },
     };
   },
-  backward(ctx, a, saved, dy, inShape, name, needDx) {
+  backward(ctx, a, { saved, dy, inShape, name, needDx }) {
     const g = ctx.g;
     const C = a.channels;
     const M = mapSize(inShape) * ctx.batch;
@@ -101,5 +102,5 @@ export const batchnorm: OpKind<BatchNormAttrs> = {
 };
 
 function mapSize(s: number[]): number {
-  return s.slice(1).reduce((p, d) => p * d, 1);
+  return numel(s.slice(1));
 }

@@ -1,5 +1,5 @@
 import { type GraphBuilder, i, ints } from "../onnx/builder.js";
-import { chwnToNchw, im2col, nchwToChwn, reduce, reshape, transpose } from "./emit.js";
+import { chwnToNchw, forEachShift, im2col, nchwToChwn, reduce, reshape, transpose } from "./emit.js";
 import { checkRank, type OpKind, type TrainForward } from "./types.js";
 import { winogradConv, winogradFromTiles, winogradKernel, winogradTiles, winogradWeightGrad } from "./winograd.js";
 
@@ -97,7 +97,7 @@ export const conv: OpKind<ConvAttrs> = {
     }
     return { y, saved };
   },
-  backward(ctx, a, saved, dy, inShape, name, needDx) {
+  backward(ctx, a, { saved, dy, inShape, name, needDx }) {
     const g = ctx.g;
     const [C, H, W] = inShape;
     const N = ctx.batch;
@@ -180,23 +180,10 @@ export function tapWeightGrad(
   name: string,
 ): string {
   if (k === 1) return reshape(g, g.op1("Gemm", [dz, reshape(g, x, [C, H * W * N])], { transB: i(1) }, `${name}_dw`), [O, C, 1, 1]);
-  const p = (k - 1) / 2;
-  const xp = g.op1("Pad", [x, g.shapeConst([0, p, p, 0, 0, p, p, 0])], undefined, `${name}_dw_pad`);
   const taps: string[] = [];
-  for (let kh = 0; kh < k; kh++) {
-    for (let kw = 0; kw < k; kw++) {
-      const sl =
-        kh === p && kw === p
-          ? x
-          : g.op1(
-              "Slice",
-              [xp, g.shapeConst([kh, kw]), g.shapeConst([kh + H, kw + W]), g.shapeConst([1, 2])],
-              undefined,
-              `${name}_dw_shift`,
-            );
-      const t = g.op1("Gemm", [dz, reshape(g, sl, [C, H * W * N])], { transB: i(1) }, `${name}_dw_tap`);
-      taps.push(reshape(g, t, [O, C, 1]));
-    }
-  }
+  forEachShift(g, x, H, W, k, `${name}_dw`, false, (sl) => {
+    const t = g.op1("Gemm", [dz, reshape(g, sl, [C, H * W * N])], { transB: i(1) }, `${name}_dw_tap`);
+    taps.push(reshape(g, t, [O, C, 1]));
+  });
   return reshape(g, g.op1("Concat", taps, { axis: i(2) }, `${name}_dw`), [O, C, k, k]);
 }

@@ -45,20 +45,23 @@ export function nchwToChwn(g: GraphBuilder, x: string, C: number, H: number, W: 
 export function im2colIndices(H: number, W: number, k: number, flip = false): number[] {
   const p = (k - 1) / 2;
   const idx: number[] = [];
-  for (let th = 0; th < k; th++) {
-    for (let tw = 0; tw < k; tw++) {
-      const kh = flip ? k - 1 - th : th;
-      const kw = flip ? k - 1 - tw : tw;
-      for (let h = 0; h < H; h++) {
-        for (let w = 0; w < W; w++) {
-          const hh = h + kh - p;
-          const ww = w + kw - p;
-          idx.push(hh < 0 || ww < 0 || hh >= H || ww >= W ? H * W : hh * W + ww);
-        }
+  for (const [kh, kw] of tapOrder(k, flip)) {
+    for (let h = 0; h < H; h++) {
+      for (let w = 0; w < W; w++) {
+        const hh = h + kh - p;
+        const ww = w + kw - p;
+        idx.push(hh < 0 || ww < 0 || hh >= H || ww >= W ? H * W : hh * W + ww);
       }
     }
   }
   return idx;
+}
+
+/** A k x k kernel's taps (kh, kw) in im2col's row order: row-major, or each axis reversed with `flip`. */
+function tapOrder(k: number, flip: boolean): [number, number][] {
+  const out: [number, number][] = [];
+  for (let th = 0; th < k; th++) for (let tw = 0; tw < k; tw++) out.push(flip ? [k - 1 - th, k - 1 - tw] : [th, tw]);
+  return out;
 }
 
 /**
@@ -106,22 +109,36 @@ export function im2colSlices(
   name: string,
   flip = false,
 ): string {
-  const p = (k - 1) / 2;
-  const xp = g.op1("Pad", [x, g.shapeConst([0, p, p, 0, 0, p, p, 0])], undefined, `${name}_pad`);
   const parts: string[] = [];
-  for (let th = 0; th < k; th++) {
-    for (let tw = 0; tw < k; tw++) {
-      const kh = flip ? k - 1 - th : th;
-      const kw = flip ? k - 1 - tw : tw;
-      const sl =
-        kh === p && kw === p
-          ? x
-          : g.op1("Slice", [xp, g.shapeConst([kh, kw]), g.shapeConst([kh + H, kw + W]), g.shapeConst([1, 2])], undefined, `${name}_shift`);
-      parts.push(reshape(g, sl, [C, 1, H * W * N]));
-    }
-  }
+  forEachShift(g, x, H, W, k, name, flip, (sl) => parts.push(reshape(g, sl, [C, 1, H * W * N])));
   const cat = g.op1("Concat", parts, { axis: i(1) }, `${name}_im2col`);
   return reshape(g, cat, [C * k * k, H * W * N], `${name}_cols`);
+}
+
+/**
+ * The k*k shifted views of a [C, H, W, N] map under a "same"-padded k x k kernel, tap by tap in row-major order
+ * (reversed with `flip`), each handed to `each` as it is emitted: one Pad (`<name>_pad`), then a Slice per tap
+ * (`<name>_shift`); the centre tap is x itself.
+ */
+export function forEachShift(
+  g: GraphBuilder,
+  x: string,
+  H: number,
+  W: number,
+  k: number,
+  name: string,
+  flip: boolean,
+  each: (shifted: string) => void,
+): void {
+  const p = (k - 1) / 2;
+  const xp = g.op1("Pad", [x, g.shapeConst([0, p, p, 0, 0, p, p, 0])], undefined, `${name}_pad`);
+  for (const [kh, kw] of tapOrder(k, flip)) {
+    each(
+      kh === p && kw === p
+        ? x
+        : g.op1("Slice", [xp, g.shapeConst([kh, kw]), g.shapeConst([kh + H, kw + W]), g.shapeConst([1, 2])], undefined, `${name}_shift`),
+    );
+  }
 }
 
 /** A float32 constant of any shape (not deduplicated: for matrices). */

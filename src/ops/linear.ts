@@ -26,7 +26,7 @@ export const linear: OpKind<LinearAttrs> = {
     const y = g.op1("Gemm", [ctx.param("weight"), x, reshape(g, ctx.param("bias"), [a.outF, 1])], undefined, name);
     return { y, saved: { x } };
   },
-  backward(ctx, _a, saved, dy, _in, name, needDx) {
+  backward(ctx, _a, { saved, dy, name, needDx }) {
     const g = ctx.g;
     const grads = {
       weight: g.op1("Gemm", [dy, saved.x], { transB: i(1) }, `${name}_dw`),

@@ -48,7 +48,7 @@ export const lrn: OpKind<LrnAttrs> = {
     const y = g.op1("Mul", [x2, sb]);
     return { y: reshape(g, y, [C, inShape[1], inShape[2], ctx.batch], name), saved: { x: x2, s, sb, y } };
   },
-  backward(ctx, a, saved, dy, inShape, name, needDx) {
+  backward(ctx, a, { saved, dy, inShape, name, needDx }) {
     if (!needDx) return { grads: {} };
     const g = ctx.g;
     const C = inShape[0];

@@ -60,7 +60,7 @@ export const maxpool: OpKind<MaxPoolAttrs> = {
     }
     return { y: reshape(g, y, [C, Ho, Wo, N], name), saved };
   },
-  backward(ctx, a, saved, dy, inShape, name, needDx) {
+  backward(ctx, a, { saved, dy, inShape, name, needDx }) {
     if (!needDx) return { grads: {} };
     const g = ctx.g;
     const [C, H, W] = inShape;

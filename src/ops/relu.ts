@@ -17,7 +17,7 @@ export const relu: OpKind<Record<string, never>> = {
     const y = ctx.g.op1("Relu", [x], undefined, name);
     return { y, saved: { y } };
   },
-  backward(ctx, _a, saved, dy, _in, name, needDx) {
+  backward(ctx, _a, { saved, dy, name, needDx }) {
     if (!needDx) return { grads: {} };
     if (ctx.fuse?.reluIntoPool) return { dx: dy, grads: {} };
     return { dx: reluGrad(ctx.g, saved.y, dy, `${name}_dx`), grads: {} };

@@ -19,7 +19,6 @@ export interface EmitCtx {
   g: GraphBuilder;
   /** The graph value holding this layer's parameter `suffix`. */
   param(suffix: string): string;
-  training: boolean;
 }
 
 /**
@@ -63,6 +62,19 @@ export interface TrainForward {
   state?: Record<string, string>;
 }
 
+/** What a layer's backward works from. */
+export interface BackwardArgs {
+  /** The values its trainForward saved. */
+  saved: Record<string, string>;
+  /** dL/dy, in the training layout. */
+  dy: string;
+  inShape: Shape;
+  /** Base name for the emitted nodes. */
+  name: string;
+  /** Whether dL/dx is wanted (not for the first trainable layer). */
+  needDx: boolean;
+}
+
 export interface Backward {
   /** Gradient with respect to the layer's input; absent when not asked for. */
   dx?: string;
@@ -80,7 +92,7 @@ export interface OpKind<A> {
   /** Emit the training-mode forward (layout of TrainCtx). */
   trainForward(ctx: TrainCtx, a: A, x: string, inShape: Shape, name: string): TrainForward;
   /** Emit the backward: from dL/dy and what trainForward saved, dL/dx (if `needDx`) and the parameter gradients. */
-  backward(ctx: TrainCtx, a: A, saved: Record<string, string>, dy: string, inShape: Shape, name: string, needDx: boolean): Backward;
+  backward(ctx: TrainCtx, a: A, b: BackwardArgs): Backward;
 }
 
 export function checkRank(kind: string, x: Shape, rank: number): void {

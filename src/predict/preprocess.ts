@@ -34,7 +34,6 @@ export {
   PRESETS,
   type Preprocessing,
   type PresetName,
-  preprocessedShape,
   preprocessImage,
   presetPreprocessing,
   resizeLikePil,

@@ -1,6 +1,6 @@
 /**
  * The browser twin of `ort.ts`: the one module of the web build that imports ONNX Runtime (onnxruntime-web), behind
- * the same `Session` interface (session.ts). WebGPU where the browser has an adapter, WASM otherwise; the WASM
+ * the same `Session` interface (session.ts, which holds what the two share). WebGPU where the browser has an adapter, WASM otherwise; the WASM
  * backend is multi-threaded when the page is cross-origin isolated (COOP same-origin + COEP require-corp), since
  * its threads need SharedArrayBuffer.
  *
@@ -10,8 +10,7 @@
  */
 import * as ort from "onnxruntime-web";
 import { VggError } from "../errors.js";
-import type { Tensor, TypedData } from "../tensor.js";
-import { ORT_DTYPES, type Session, type SessionOptions } from "./session.js";
+import { adaptSession, firstLine, loadModel, ortOptions, type Session, type SessionOptions } from "./session.js";
 
 export type { Session, SessionOptions };
 
@@ -70,31 +69,8 @@ export async function hasWebGpu(): Promise<boolean> {
   }
 }
 
-function toOrt(t: Tensor): ort.Tensor {
-  const type = t.dtype as ort.Tensor.Type;
-  if (!ORT_DTYPES.has(type)) throw new VggError(`unsupported tensor dtype ${t.dtype}`);
-  return new ort.Tensor(type, t.data as ort.Tensor.DataType, t.shape);
-}
-
-/** A host copy of an output (WebGPU outputs are read back from the GPU; CPU ones are returned as they are). */
-async function fromOrt(t: ort.Tensor): Promise<Tensor> {
-  return { dtype: t.type as Tensor["dtype"], shape: [...t.dims], data: (await t.getData(true)) as TypedData };
-}
-
-function firstLine(err: unknown): string {
-  return (err instanceof Error ? err.message : String(err)).split("\n")[0];
-}
-
-async function open(model: Uint8Array | string, backend: Backend, opts: SessionOptions): Promise<ort.InferenceSession> {
-  const o: ort.InferenceSession.SessionOptions = {
-    executionProviders: [backend],
-    graphOptimizationLevel: opts.optimization ?? "all",
-    executionMode: "sequential",
-    logSeverityLevel: opts.logSeverity ?? 3,
-  };
-  if (opts.freeDimensions) o.freeDimensionOverrides = opts.freeDimensions;
-  if (opts.externalData) o.externalData = opts.externalData;
-  return typeof model === "string" ? ort.InferenceSession.create(model, o) : ort.InferenceSession.create(model, o);
+function open(model: Uint8Array | string, backend: Backend, opts: SessionOptions): Promise<ort.InferenceSession> {
+  return loadModel(ort, model, { executionProviders: [backend], ...ortOptions(opts) });
 }
 
 /** Create a session from an ONNX model in memory or at a URL. */
@@ -116,30 +92,5 @@ export async function createSession(model: Uint8Array | string, opts: WebSession
       throw new VggError(`ONNX Runtime could not load the model: ${firstLine(err2)}`);
     }
   }
-  return {
-    backend,
-    fallbackReason,
-    inputNames: s.inputNames,
-    outputNames: s.outputNames,
-    async run(feeds, outputs) {
-      const f: Record<string, ort.Tensor> = {};
-      for (const [k, v] of Object.entries(feeds)) f[k] = toOrt(v);
-      let r: ort.InferenceSession.ReturnType;
-      try {
-        r = outputs ? await s.run(f, outputs as string[]) : await s.run(f);
-      } catch (err) {
-        throw new VggError(`ONNX Runtime failed: ${firstLine(err)}`);
-      } finally {
-        for (const t of Object.values(f)) t.dispose();
-      }
-      const out: Record<string, Tensor> = {};
-      for (const [k, v] of Object.entries(r)) out[k] = await fromOrt(v);
-      return out;
-    },
-    endProfiling() {
-      s.endProfiling();
-      return undefined;
-    },
-    release: () => s.release(),
-  };
+  return { backend, fallbackReason, ...adaptSession(ort, s) };
 }

@@ -19,30 +19,7 @@ import { fsError, syncDir, TEMP_FILE, testPause, withFile } from "../io/atomic.j
 import type { StateDict } from "../tensor.js";
 import type { ModelMeta } from "../weights/model-meta.js";
 import { readSafetensorsFile, writeSafetensors } from "../weights/safetensors.js";
-import type { ScheduleState } from "./schedule.js";
-import type { EpochMetrics } from "./trainer.js";
-
-export interface TrainerState {
-  /** Completed epochs. */
-  epoch: number;
-  /** Completed optimizer steps. */
-  step: number;
-  schedule: ScheduleState;
-  bestValAcc: number;
-  bestEpoch: number;
-  /** The flags the run started with, for --resume. */
-  args: Record<string, unknown>;
-  /** The metrics of the completed epochs: metrics.jsonl is rewritten from them on resume. */
-  history?: EpochMetrics[];
-  /** The divergence guard's recent losses. */
-  recent?: number[];
-  /**
-   * A checkpoint taken inside epoch `epoch` (--checkpoint-every, or Ctrl-C): the loader position to resume at
-   * (batches 0..batch-1 of the epoch are done) and the epoch's running sums so far. Absent at epoch ends.
-   */
-  position?: { epoch: number; batch: number };
-  partial?: { lossSum: number; hits: number; seen: number; lr: number };
-}
+import type { TrainerState } from "./types.js";
 
 export function checkpointPaths(dir: string, name: string): { weights: string; optim: string } {
   return { weights: join(dir, `${name}.safetensors`), optim: join(dir, `${name}.optim.safetensors`) };

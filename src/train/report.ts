@@ -1,8 +1,17 @@
-/** RUN_DIR/report.md: what was trained, the curve, and the test result, for a person to read. */
+/**
+ * A run's record for people and tools: report.md (what was trained, the curve, the test result), metrics.jsonl (one
+ * line per completed epoch) and the run's description that both the log and the report begin with.
+ */
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { type Dataset, describeSplits } from "../data/dataset.js";
+import type { TransformConfig } from "../data/transforms.js";
 import type { Scores } from "../eval/metrics.js";
+import { freezeSummary, resolveFreeze } from "../graph/train-step.js";
 import { writeFileAtomic } from "../io/atomic.js";
-import type { EpochMetrics } from "./trainer.js";
+import type { VggModel } from "../zoo/model.js";
+import { dropsLastBatch } from "./config.js";
+import type { EpochMetrics, RunConfig } from "./types.js";
 
 const pct = (x: number | undefined) => (x === undefined ? "-" : (100 * x).toFixed(2));
 
@@ -47,4 +56,43 @@ export function writeReport(
   const path = join(dir, "report.md");
   writeFileAtomic(path, [new TextEncoder().encode(md)]);
   return path;
+}
+
+export function jsonl(history: EpochMetrics[]): string {
+  return history.map((e) => `${JSON.stringify(e)}\n`).join("");
+}
+
+/** metrics.jsonl's epochs (for checkpoints from before the history was kept in them); unreadable lines are skipped. */
+export function readHistory(path: string): EpochMetrics[] {
+  if (!existsSync(path)) return [];
+  return readFileSync(path, "utf8")
+    .split("\n")
+    .filter((l) => l.trim())
+    .flatMap((l) => {
+      try {
+        return [JSON.parse(l) as EpochMetrics];
+      } catch {
+        return [];
+      }
+    });
+}
+
+const fmtList = (v: number[]) => v.map((x) => x.toFixed(3)).join("/");
+
+export function describeRun(cfg: RunConfig, ds: Dataset, model: VggModel, tf: TransformConfig): string {
+  const s = ds.splits;
+  const n = (x: { indices: Int32Array } | null) => (x ? x.indices.length : 0);
+  const rest = n(s.train) % cfg.batchSize;
+  const dropped =
+    rest === 0 || !dropsLastBatch(cfg, model, n(s.train))
+      ? ""
+      : ` (last batch of ${rest} dropped${cfg.dropLast === false ? ": batch norm needs 2 or more images" : ""})`;
+  return [
+    `${cfg.arch}: ${model.options.head} head, width /${model.options.widthDivisor}, input ${model.inputShape.join("x")}, ${model.options.numClasses} classes`,
+    `data ${cfg.data}: ${describeSplits(ds)}`,
+    `SGD lr ${cfg.lr} momentum ${cfg.momentum} weight decay ${cfg.weightDecay}${cfg.nesterov ? " nesterov" : ""}, batch ${cfg.batchSize}${dropped}, ${cfg.epochs} epochs, schedule ${cfg.schedule}, init ${cfg.init}, seed ${cfg.seed}`,
+    `augmentation ${JSON.stringify({ ...tf, mean: undefined, std: undefined })}`,
+    `normalisation ${cfg.normalizeTo ? `${cfg.normalizeTo.from} mean/std` : (cfg.normalize ?? "meanstd")}${tf.mean ? ` (mean ${fmtList(tf.mean)}, std ${fmtList(tf.std ?? [])})` : ""}`,
+    ...(cfg.freeze ? [freezeSummary(model, cfg.freeze, resolveFreeze(model, cfg.freeze))] : []),
+  ].join("\n");
 }

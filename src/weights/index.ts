@@ -5,10 +5,7 @@ import type { StateDict } from "../tensor.js";
 import { LEGACY_PTH_PREFIX, readPth } from "./pth.js";
 import { readSafetensors } from "./safetensors.js";
 
-export { writeFileAtomic } from "../io/atomic.js";
-export { readNpy, writeNpy } from "../io/npy.js";
-export { loadPth, readPth } from "./pth.js";
-export { readSafetensors, readSafetensorsFile, type SafetensorsFile, writeSafetensors } from "./safetensors.js";
+export { readSafetensorsFile, writeSafetensors } from "./safetensors.js";
 
 export type WeightsFormat = "pth-zip" | "pth-legacy" | "safetensors" | "npy";
 

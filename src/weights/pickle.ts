@@ -141,11 +141,6 @@ class Global {
   ) {}
 }
 
-class Mark {
-  private constructor() {}
-  static readonly it = new Mark();
-}
-
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 const latin1 = new TextDecoder("latin1");
 

@@ -605,5 +605,3 @@ export function readPth(path: string): StateDict {
     }
   });
 }
-
-export const loadPth = readPth;

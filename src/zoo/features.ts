@@ -4,7 +4,6 @@
  */
 import { VggError } from "../errors.js";
 import { opOf } from "../ops/index.js";
-import type { MaxPoolAttrs } from "../ops/maxpool.js";
 import { type Layer, tapNames, type VggModel } from "./model.js";
 
 export interface FeatureInfo {
@@ -25,7 +24,7 @@ export function featureInfo(model: VggModel): FeatureInfo[] {
   let stride = 1;
   const out: FeatureInfo[] = [];
   for (const l of model.layers) {
-    if (l.kind === "maxpool") stride *= (l.attrs as MaxPoolAttrs).stride;
+    if (l.kind === "maxpool") stride *= l.attrs.stride;
     if (!l.tap) continue;
     const map = l.outShape.length === 3;
     out.push({

@@ -28,10 +28,8 @@ export interface ModelOptions {
 
 export type ResolvedOptions = Required<Omit<ModelOptions, "config">> & { config: (ConfigItem | string)[] };
 
-export interface Layer {
+interface LayerBase {
   name: string;
-  kind: OpName;
-  attrs: unknown;
   inShape: Shape;
   outShape: Shape;
   params: ParamSpec[];
@@ -39,6 +37,12 @@ export interface Layer {
   /** The paper-style name of this layer's output, if it is a tap. */
   tap?: string;
 }
+
+/** A layer of kind K, with that kind's attributes. */
+export type LayerOf<K extends OpName> = LayerBase & { kind: K; attrs: AttrsOf<K> };
+
+/** Any layer: testing `kind` narrows `attrs` (layer.kind === "conv" gives ConvAttrs). */
+export type Layer = { [K in OpName]: LayerOf<K> }[OpName];
 
 export interface VggModel {
   arch: string;
@@ -102,7 +106,9 @@ export function buildModel(arch: string, opts: ModelOptions = {}): VggModel {
     } catch (err) {
       throw new VggError(`${name}: ${(err as Error).message}`);
     }
-    layers.push({ name, kind, attrs, inShape: shape, outShape, params: op.params(attrs, shape), macs: op.macs(attrs, shape), tap });
+    // The one place a kind and its attrs are paired: K is generic here, so the union cannot see they match.
+    const layer = { name, kind, attrs, inShape: shape, outShape, params: op.params(attrs, shape), macs: op.macs(attrs, shape), tap };
+    layers.push(layer as LayerOf<K> as Layer);
     shape = outShape;
   };
 

@@ -4,10 +4,13 @@
  */
 import { VggError } from "../errors.js";
 import type { Protocol } from "../eval/protocols.js";
+import { weightsNormalization } from "../predict/preprocess.js";
 import { INIT_SCHEMES } from "../weights/init.js";
-import type { ModelOptions } from "../zoo/model.js";
+import { readModelMeta } from "../weights/model-meta.js";
+import { type Start, startInChannels } from "../weights/start.js";
+import type { ModelOptions, VggModel } from "../zoo/model.js";
 import type { ScheduleKind } from "./schedule.js";
-import type { TrainConfig } from "./trainer.js";
+import type { RunConfig, TrainConfig } from "./types.js";
 
 export const AUGMENTS = ["crop", "flip", "lighting", "erase", "resized-crop"] as const;
 export type Augment = (typeof AUGMENTS)[number];
@@ -164,4 +167,85 @@ export function trainConfig(o: TrainOptions): TrainConfig {
     testProtocol: o.testProtocol,
     dropLast: Boolean(o.dropLast),
   };
+}
+
+/** The args a run is resumed with are the ones it started with; these may change on resume. */
+const RESUMABLE_OVERRIDES = new Set([
+  "epochs",
+  "steps",
+  "progress",
+  "workers",
+  "threads",
+  "resume",
+  "out",
+  "checkpointEvery",
+  "testProtocol",
+]);
+/** Overrides that keep the saved value unless given again. */
+const STICKY = new Set(["epochs", "checkpointEvery", "testProtocol"]);
+export const DEFAULT_EPOCHS = 30;
+/** 2: folder data's val/ is the validation split and test/ the test split (before: val/ was the test split). */
+const FOLDER_LAYOUT = 2;
+
+/**
+ * A resumed run's settings: the args it started with (saved in its checkpoint) and this invocation's overrides.
+ * --epochs, --checkpoint-every and --test-protocol carry over unless given again; the other overrides are per
+ * invocation.
+ */
+export function resumedConfig(cfgIn: TrainConfig, saved: RunConfig, dir: string): RunConfig {
+  const overrides = Object.entries(cfgIn).filter(([k, v]) => RESUMABLE_OVERRIDES.has(k) && !(STICKY.has(k) && v === undefined));
+  const cfg = { ...saved, ...Object.fromEntries(overrides) } as RunConfig;
+  // Folder runs started before val/ became the validation split (and test/ the test split) would resume on other
+  // splits and statistics: refused rather than silently changed.
+  if (/^folder:/i.test(cfg.data) && cfg.folderLayout !== FOLDER_LAYOUT)
+    throw new VggError(
+      "this folder run was started when val/ was its test split; resuming now would train and validate on other images: start a new run",
+      dir,
+    );
+  return cfg;
+}
+
+/** A new run's settings. dropLast and the folder layout are saved with the run, so that its resume runs the same batches. */
+export function newRunConfig(cfgIn: TrainConfig): RunConfig {
+  return { ...cfgIn, epochs: cfgIn.epochs ?? DEFAULT_EPOCHS, dropLast: cfgIn.dropLast ?? false, folderLayout: FOLDER_LAYOUT };
+}
+
+/** The command that resumes the run: the saved flags come from the checkpoint, these are per invocation. */
+export function resumeHint(cfg: RunConfig): string {
+  const q = (s: string) => (/^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replaceAll("'", `'\\''`)}'`);
+  const parts = ["vgg", "train", "--out", q(cfg.out), "--resume", "--epochs", String(cfg.epochs)];
+  if (cfg.steps !== undefined) parts.push("--steps", String(cfg.steps));
+  if (cfg.threads !== undefined) parts.push("--threads", String(cfg.threads));
+  if (cfg.workers !== undefined) parts.push("--workers", String(cfg.workers));
+  return parts.join(" ");
+}
+
+/**
+ * Starting from weights: the model takes the weights' input channels (1-channel data is replicated) and, unless
+ * --normalize says otherwise, their normalisation: a `vgg train` checkpoint's own, a published entry's, and
+ * torchvision's ImageNet statistics for any other 3-channel file (torchvision's convention).
+ */
+export function withStartDefaults(cfg: RunConfig, start: Start): RunConfig {
+  if (!("path" in start)) return cfg;
+  const inChannels = cfg.model.inChannels ?? startInChannels(start);
+  const out: RunConfig = { ...cfg, model: { ...cfg.model, inChannels } };
+  if (cfg.normalize !== undefined) return out;
+  const meta = start.path.endsWith(".safetensors") ? readModelMeta(start.path) : undefined;
+  if (meta) {
+    if (meta.mean.length > 0) out.normalizeTo = { mean: meta.mean, std: meta.std, from: "the checkpoint's" };
+    return out;
+  }
+  const n = weightsNormalization(start.path, inChannels ?? 3);
+  if (n) out.normalizeTo = n;
+  return out;
+}
+
+/**
+ * Whether the epoch's last, partial batch is skipped. Runs saved before dropLast was an option dropped it: their
+ * resumes keep doing so. A last batch of one image has no batch variance to normalise with (PyTorch refuses it at
+ * 1x1 maps): dropped too when the net has BN.
+ */
+export function dropsLastBatch(cfg: TrainConfig, model: VggModel, nTrain: number): boolean {
+  const bn = model.layers.some((l) => l.kind === "batchnorm");
+  return (cfg.dropLast ?? true) || (bn && nTrain % cfg.batchSize === 1 && nTrain > 1);
 }
