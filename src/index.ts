@@ -5,6 +5,18 @@
 export { type ClassifyInput, type CreateModelOptions, createModel, VggNet } from "./api/create-model.js";
 export { type TrainOptions, train } from "./api/train.js";
 export { decodeImage } from "./data/folder.js";
+export {
+  CAFFE_MEAN_BGR,
+  PRESETS,
+  type Preprocessing,
+  type PresetName,
+  preprocessImage,
+  presetPreprocessing,
+  resizeLikePil,
+  reverseChannels,
+  TORCHVISION_MEAN,
+  TORCHVISION_STD,
+} from "./data/preprocessing.js";
 export { VggError } from "./errors.js";
 export { type DistanceOptions, perceptualDistance } from "./features/distance.js";
 export { type ExtractOptions, extractFeatures, type FeatureInputs, type FeaturePool, features } from "./features/extract.js";
@@ -30,20 +42,7 @@ export { featureGrid, type GrayImage, writeGrayPng } from "./predict/grid.js";
 export { type ExpandedInputs, expandInputs, type Skipped } from "./predict/inputs.js";
 export { type Prediction, type PredictOptions, predictFiles } from "./predict/predict.js";
 export { Predictor, type PredictorOptions } from "./predict/predictor.js";
-export {
-  CAFFE_MEAN_BGR,
-  checkpointPreprocessing,
-  loadImage,
-  PRESETS,
-  type Preprocessing,
-  type PresetName,
-  preprocessImage,
-  presetPreprocessing,
-  resizeLikePil,
-  reverseChannels,
-  TORCHVISION_MEAN,
-  TORCHVISION_STD,
-} from "./predict/preprocess.js";
+export { checkpointPreprocessing, loadImage } from "./predict/preprocess.js";
 export { type ClassScore, softmax, topK } from "./predict/topk.js";
 export type { DType, StateDict, Tensor } from "./tensor.js";
 export { TRAIN_DEFAULTS } from "./train/config.js";

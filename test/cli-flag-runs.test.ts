@@ -18,7 +18,7 @@ import { readOnnxInfo } from "../src/onnx/decode.js";
 import { Xoshiro128 } from "../src/random.js";
 import { cpuSaturatesU8S8 } from "../src/runtime/cpu.js";
 import { createSession } from "../src/runtime/ort.js";
-import type { StateDict, Tensor } from "../src/tensor.js";
+import { numel, type StateDict, type Tensor } from "../src/tensor.js";
 import { saveCheckpoint } from "../src/train/checkpoint.js";
 import { initWeights } from "../src/weights/init.js";
 import { readSafetensorsFile } from "../src/weights/safetensors.js";
@@ -35,7 +35,7 @@ function ok(r: RunResult, what: string): RunResult {
 
 function randomImages(n: number, shape: number[], seed: number): Tensor {
   const rng = new Xoshiro128(seed);
-  const per = shape.reduce((a, b) => a * b, 1);
+  const per = numel(shape);
   return { dtype: "float32", shape: [n, ...shape], data: new Float32Array(n * per).map(() => rng.normal()) };
 }
 
@@ -125,7 +125,6 @@ function readGraph(file: string): { nodes: OnnxNode[]; inits: Map<string, OnnxIn
   return { nodes, inits };
 }
 
-const numel = (t: OnnxInit) => t.dims.reduce((a, b) => a * b, 1);
 const floats = (t: OnnxInit) => new Float32Array(t.raw.buffer, t.raw.byteOffset, t.raw.byteLength / 4);
 
 /** The int8 graph's parts: weight scales and integers (DequantizeLinear of an int8 initializer), activation Q params. */
@@ -135,7 +134,7 @@ function quantParts(file: string) {
   const actQ = nodes.filter((n) => n.op === "QuantizeLinear");
   assert.ok(weightDq.length >= 9 && actQ.length >= 9, `${file}: not a QDQ graph`);
   return {
-    weightScaleCounts: weightDq.map((n) => numel(inits.get(n.inputs[1]) as OnnxInit)),
+    weightScaleCounts: weightDq.map((n) => numel((inits.get(n.inputs[1]) as OnnxInit).dims)),
     weightMaxAbs: Math.max(
       ...weightDq.map((n) => Math.max(...Array.from(new Int8Array((inits.get(n.inputs[0]) as OnnxInit).raw), Math.abs))),
     ),

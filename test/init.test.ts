@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import type { StateDict, Tensor } from "../src/tensor.js";
+import { numel, type StateDict, type Tensor } from "../src/tensor.js";
 import { INIT_SCHEMES, type InitScheme, initWeights } from "../src/weights/init.js";
 import { buildModel, stateSpec, type VggModel } from "../src/zoo/model.js";
 
@@ -65,7 +65,7 @@ function weightLayers(m: VggModel) {
     .map((e) => {
       const s = e.param.shape;
       const rf = s.length === 4 ? s[2] * s[3] : 1;
-      return { key: e.key, kind: e.layer.kind, fanIn: s[1] * rf, fanOut: s[0] * rf, numel: s.reduce((x, y) => x * y, 1) };
+      return { key: e.key, kind: e.layer.kind, fanIn: s[1] * rf, fanOut: s[0] * rf, numel: numel(s) };
     });
 }
 

@@ -15,7 +15,7 @@ import { readNpy, writeNpy } from "../src/io/npy.js";
 import { Xoshiro128 } from "../src/random.js";
 import { compileSpec, openCompiled } from "../src/runtime/open-graph.js";
 import { createSession } from "../src/runtime/ort.js";
-import type { Tensor } from "../src/tensor.js";
+import { numel, type Tensor } from "../src/tensor.js";
 import { initWeights } from "../src/weights/init.js";
 import { halfToFloat } from "../src/weights/match.js";
 import { buildModel } from "../src/zoo/model.js";
@@ -128,7 +128,7 @@ async function kernelsRun(
 
 function randomImages(n: number, shape: number[], seed: number): Tensor {
   const rng = new Xoshiro128(seed);
-  const size = n * shape.reduce((a, b) => a * b, 1);
+  const size = n * numel(shape);
   return { dtype: "float32", shape: [n, ...shape], data: new Float32Array(size).map(() => rng.normal()) };
 }
 

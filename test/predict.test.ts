@@ -7,16 +7,10 @@ import { test } from "node:test";
 import * as zlib from "node:zlib";
 import sharp from "sharp";
 import { encodeIdx } from "../src/data/idx.js";
+import { CAFFE_MEAN_BGR, presetPreprocessing, TORCHVISION_MEAN, TORCHVISION_STD } from "../src/data/preprocessing.js";
 import { readNpy } from "../src/io/npy.js";
 import { simpleGlob } from "../src/predict/inputs.js";
-import {
-  CAFFE_MEAN_BGR,
-  checkpointPreprocessing,
-  loadImage,
-  presetPreprocessing,
-  TORCHVISION_MEAN,
-  TORCHVISION_STD,
-} from "../src/predict/preprocess.js";
+import { checkpointPreprocessing, loadImage } from "../src/predict/preprocess.js";
 import { softmax, topK } from "../src/predict/topk.js";
 import { readSafetensorsFile } from "../src/weights/safetensors.js";
 import { IMAGENET_CLASSES, readLabels } from "../src/zoo/labels.js";

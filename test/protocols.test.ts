@@ -9,7 +9,7 @@ import { buildDenseGraph } from "../src/graph/dense.js";
 import { Predictor } from "../src/predict/predictor.js";
 import { keyedRng } from "../src/random.js";
 import { compileSpec, openCompiled } from "../src/runtime/open-graph.js";
-import type { StateDict } from "../src/tensor.js";
+import { numel, type StateDict } from "../src/tensor.js";
 import { initWeights } from "../src/weights/init.js";
 import { writeSafetensors } from "../src/weights/safetensors.js";
 import { buildModel, type ModelOptions } from "../src/zoo/model.js";
@@ -17,7 +17,7 @@ import { assertCleanError, pool, tmp, vgg, vggAsync } from "./helpers.js";
 
 function randomInput(shape: number[], seed: number): Float32Array {
   const r = keyedRng(seed, 7);
-  return Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => r.normal());
+  return Float32Array.from({ length: numel(shape) }, () => r.normal());
 }
 
 async function denseLogits(arch: string, o: ModelOptions, weights: StateDict, x: Float32Array, shape: number[]) {

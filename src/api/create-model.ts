@@ -10,13 +10,14 @@
  * last FC is re-initialised (fine-tuning's starting point); otherwise loading is strict.
  */
 import { statSync } from "node:fs";
+import type { Preprocessing, PresetName } from "../data/preprocessing.js";
 import { VggError } from "../errors.js";
 import { type ExtractOptions, extractFeatures, type FeatureInputs } from "../features/extract.js";
 import type { PrecisionOptions } from "../graph/precision.js";
 import { expandInputs } from "../predict/inputs.js";
 import { predictFiles } from "../predict/predict.js";
 import { Predictor } from "../predict/predictor.js";
-import { loadImage, type Preprocessing, type PresetName, weightsPreprocessing } from "../predict/preprocess.js";
+import { loadImage, weightsPreprocessing } from "../predict/preprocess.js";
 import { type ClassScore, softmax, topK } from "../predict/topk.js";
 import { numel, type StateDict, type Tensor } from "../tensor.js";
 import { resolveWeights } from "../weights/hub.js";

@@ -1,12 +1,13 @@
 import { statSync } from "node:fs";
 import { type Command, Option } from "commander";
+import { PRESETS, type PresetName } from "../data/preprocessing.js";
 import { VggError } from "../errors.js";
 import { type ExtractedFeatures, extractFeatures, FEATURE_POOLS, type FeaturePool, isNpyInput } from "../features/extract.js";
 import { checkMemory, estimateInference } from "../graph/memory.js";
 import { readNpy } from "../io/npy.js";
 import type { Skipped } from "../predict/inputs.js";
 import { Predictor } from "../predict/predictor.js";
-import { PRESETS, type PresetName, weightsPreprocessing } from "../predict/preprocess.js";
+import { weightsPreprocessing } from "../predict/preprocess.js";
 import type { Tensor } from "../tensor.js";
 import { writeSafetensors } from "../weights/safetensors.js";
 import { checkTaps } from "../zoo/features.js";

@@ -5,7 +5,7 @@ import { weightsFormat } from "../weights/index.js";
 import { INIT_SCHEMES, type InitScheme } from "../weights/init.js";
 import { readModelMeta } from "../weights/model-meta.js";
 import { checkTaps } from "../zoo/features.js";
-import { buildModel, type ModelOptions, resolveOptions } from "../zoo/model.js";
+import { buildModel, type ModelFlagOptions, type ModelOptions, resolveOptions } from "../zoo/model.js";
 
 export function int(v: string): number {
   const n = Number(v);
@@ -25,14 +25,8 @@ export function float(v: string): number {
   return n;
 }
 
-export interface ModelFlags {
+export interface ModelFlags extends ModelFlagOptions {
   arch: string;
-  numClasses?: number;
-  inChannels?: number;
-  dropout?: number;
-  head?: "paper" | "compact";
-  widthDivisor?: number;
-  inputSize?: number;
   config?: string;
   weights?: string;
   init?: InitScheme;

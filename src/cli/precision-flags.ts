@@ -1,11 +1,12 @@
 /** `--precision` and the int8 calibration flags, shared by export, infer, predict, eval and bench infer. */
 import { statSync } from "node:fs";
 import { type Command, InvalidArgumentError, Option } from "commander";
+import { PRESETS, type Preprocessing, type PresetName } from "../data/preprocessing.js";
 import { VggError } from "../errors.js";
 import { type CalibrationMethod, PRECISIONS, type Precision, type PrecisionOptions } from "../graph/precision.js";
 import { readNpy } from "../io/npy.js";
 import { expandInputs } from "../predict/inputs.js";
-import { loadImage, PRESETS, type Preprocessing, type PresetName, weightsPreprocessing } from "../predict/preprocess.js";
+import { loadImage, weightsPreprocessing } from "../predict/preprocess.js";
 import { numel, type Tensor } from "../tensor.js";
 import { float, positiveInt } from "./options.js";
 

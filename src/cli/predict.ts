@@ -1,6 +1,7 @@
 import { mkdirSync } from "node:fs";
 import { basename, extname, join } from "node:path";
 import { type Command, Option } from "commander";
+import { PRESETS, type PresetName } from "../data/preprocessing.js";
 import { VggError } from "../errors.js";
 import { checkMemory, estimateInference } from "../graph/memory.js";
 import { fsError } from "../io/atomic.js";
@@ -9,7 +10,7 @@ import { featureGrid, writeGrayPng } from "../predict/grid.js";
 import { expandInputs, type Skipped } from "../predict/inputs.js";
 import { type Prediction, predictFiles } from "../predict/predict.js";
 import { Predictor } from "../predict/predictor.js";
-import { PRESETS, type PresetName, weightsPreprocessing } from "../predict/preprocess.js";
+import { weightsPreprocessing } from "../predict/preprocess.js";
 import { type ModelMeta, readModelMeta } from "../weights/model-meta.js";
 import { checkTaps } from "../zoo/features.js";
 import { defaultLabels, readLabels } from "../zoo/labels.js";

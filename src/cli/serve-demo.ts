@@ -1,7 +1,7 @@
 import * as fs from "node:fs";
 import { type Command, Option } from "commander";
+import { PRESETS, type PresetName } from "../data/preprocessing.js";
 import { VggError } from "../errors.js";
-import { PRESETS, type PresetName } from "../predict/preprocess.js";
 import { createDemoServer, describeDemoModel, listen } from "../serve/demo.js";
 import { int } from "./options.js";
 

@@ -7,7 +7,7 @@
 import * as zlib from "node:zlib";
 import { VggError } from "../errors.js";
 import { fsError, withFile } from "../io/atomic.js";
-import type { Tensor } from "../tensor.js";
+import { numel, type Tensor } from "../tensor.js";
 
 /** Largest array an IDX file may declare; Fashion-MNIST's train images are 47 MB. */
 export const IDX_MAX_BYTES = 2 ** 31 - 1;
@@ -56,13 +56,8 @@ function parseHeader(head: Uint8Array, totalKnown: number | null, file: string, 
   if (ndim === 0) throw new VggError(`IDX magic ${hex(magic)} declares zero dimensions`, file);
   const headerBytes = 4 + 4 * ndim;
   if (head.length < headerBytes) throw new VggError(`truncated IDX header: ${ndim} dimensions need ${headerBytes} bytes`, file);
-  const dims: number[] = [];
-  let n = 1;
-  for (let i = 0; i < ndim; i++) {
-    const d = view.getUint32(4 + 4 * i, false);
-    dims.push(d);
-    n *= d;
-  }
+  const dims = Array.from({ length: ndim }, (_, i) => view.getUint32(4 + 4 * i, false));
+  const n = numel(dims);
   const limit = opts.maxBytes ?? IDX_MAX_BYTES;
   // Float multiplication of uint32s cannot overflow to a wrong small value, only lose precision above 2^53.
   if (n > limit) throw new VggError(`IDX header declares [${dims.join(", ")}] = ${n} bytes, more than the ${limit}-byte limit`, file);

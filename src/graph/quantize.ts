@@ -12,7 +12,7 @@
  *   BatchNorm is folded into the preceding conv first and a ReLU after a conv/FC is absorbed into its output
  *   quantization (a zero point at the bottom of the range clamps at 0 exactly as the ReLU does).
  *
- * Everything here is pure: calibration (running the graph) is done by src/calibrate.ts over ORT.
+ * Everything here is pure: calibration (running the graph) is done by `calibrate` in graph/precision.ts over ORT.
  */
 
 import type { ModelSpec, NodeSpec, ValueSpec } from "../onnx/encode.js";

@@ -52,15 +52,25 @@ export function testPause(): void {
 /** The name pattern of writeFileAtomic's temp files: `.<target>.<pid>.<random>.tmp`, next to the target. */
 export const TEMP_FILE = /^\.(.+)\.(\d+)\.([a-z0-9]+)\.tmp$/;
 
+/** Opens `p` ("r+" for a file, "r" for a directory), fsyncs and closes it; fs errors are thrown as they are. */
+function fsyncPath(p: string, flags: "r" | "r+"): void {
+  const fd = fs.openSync(p, flags);
+  try {
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Makes a written file's contents durable, e.g. before it is renamed into place; fs errors are thrown as they are. */
+export function syncFile(file: string): void {
+  fsyncPath(file, "r+");
+}
+
 /** Makes a rename or a file creation in `dir` durable; directories cannot be opened this way on every platform. */
 export function syncDir(dir: string): void {
   try {
-    const dfd = fs.openSync(dir, "r");
-    try {
-      fs.fsyncSync(dfd);
-    } finally {
-      fs.closeSync(dfd);
-    }
+    fsyncPath(dir, "r");
   } catch {
     // best effort
   }

@@ -83,7 +83,13 @@ export function im2col(
   flip = false,
 ): string {
   if (k === 1) return reshape(g, x, [C, H * W * N], `${name}_cols`);
-  if (N < GATHER_MIN_BATCH) return im2colSlices(g, x, C, H, W, N, k, name, flip);
+  if (N < GATHER_MIN_BATCH) {
+    // Pad + k*k - 1 shifted Slices (the centre tap is x) + Concat: the same layout.
+    const parts: string[] = [];
+    forEachShift(g, x, H, W, k, name, flip, (sl) => parts.push(reshape(g, sl, [C, 1, H * W * N])));
+    const cat = g.op1("Concat", parts, { axis: i(1) }, `${name}_im2col`);
+    return reshape(g, cat, [C * k * k, H * W * N], `${name}_cols`);
+  }
   const flat = reshape(g, x, [C, H * W, N]);
   const padded = g.op1("Pad", [flat, g.shapeConst([0, 0, 0, 0, 1, 0])], undefined, `${name}_pad`);
   const idx = g.constant("int64", [k * k, H * W], im2colIndices(H, W, k, flip));
@@ -96,24 +102,6 @@ export function im2col(
  * 0.6 GB/s) and im2col is Pad + shifted Slices + Concat instead, whose runs are W*N floats.
  */
 export const GATHER_MIN_BATCH = 32;
-
-/** im2col as Pad + k*k - 1 shifted Slices (the centre tap is x) + Concat; same layout as im2col. */
-export function im2colSlices(
-  g: GraphBuilder,
-  x: string,
-  C: number,
-  H: number,
-  W: number,
-  N: number,
-  k: number,
-  name: string,
-  flip = false,
-): string {
-  const parts: string[] = [];
-  forEachShift(g, x, H, W, k, name, flip, (sl) => parts.push(reshape(g, sl, [C, 1, H * W * N])));
-  const cat = g.op1("Concat", parts, { axis: i(1) }, `${name}_im2col`);
-  return reshape(g, cat, [C * k * k, H * W * N], `${name}_cols`);
-}
 
 /**
  * The k*k shifted views of a [C, H, W, N] map under a "same"-padded k x k kernel, tap by tap in row-major order

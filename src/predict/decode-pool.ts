@@ -3,9 +3,9 @@ import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
 import { loadSharp } from "../data/folder.js";
+import type { Preprocessing } from "../data/preprocessing.js";
 import type { Image } from "../data/transforms.js";
 import { VggError } from "../errors.js";
-import type { Preprocessing } from "./preprocess.js";
 
 export interface DecodeRequest {
   id: number;

@@ -2,12 +2,14 @@
  * Classifying image files: decode, preprocess, batch, run, soft-max, top-k. Files that do not decode are
  * reported through `onSkip` and left out; the rest still run.
  */
+
+import type { Preprocessing } from "../data/preprocessing.js";
 import { VggError } from "../errors.js";
 import { numel, type Tensor } from "../tensor.js";
 import { DecodePool } from "./decode-pool.js";
 import type { Skipped } from "./inputs.js";
 import type { Predictor } from "./predictor.js";
-import { loadImage, type Preprocessing } from "./preprocess.js";
+import { loadImage } from "./preprocess.js";
 import { type ClassScore, softmax, topK } from "./topk.js";
 
 export interface Prediction {

@@ -29,19 +29,6 @@ import { VggError } from "../errors.js";
 import { type ModelMeta, readModelMeta } from "../weights/model-meta.js";
 import { pretrainedForFile } from "../weights/pretrained.js";
 
-export {
-  CAFFE_MEAN_BGR,
-  PRESETS,
-  type Preprocessing,
-  type PresetName,
-  preprocessImage,
-  presetPreprocessing,
-  resizeLikePil,
-  reverseChannels,
-  TORCHVISION_MEAN,
-  TORCHVISION_STD,
-} from "../data/preprocessing.js";
-
 /**
  * The data a checkpoint was trained on, as `presetTransforms` needs it. Checkpoints from before the trainer
  * stored it get it from their labels: Fashion-MNIST's classes mean 1-channel 28x28, CIFAR-10's 3-channel

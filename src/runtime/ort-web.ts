@@ -1,8 +1,8 @@
 /**
  * The browser twin of `ort.ts`: the one module of the web build that imports ONNX Runtime (onnxruntime-web), behind
- * the same `Session` interface (session.ts, which holds what the two share). WebGPU where the browser has an adapter, WASM otherwise; the WASM
- * backend is multi-threaded when the page is cross-origin isolated (COOP same-origin + COEP require-corp), since
- * its threads need SharedArrayBuffer.
+ * the same `Session` interface (session.ts), with what the two share in adapter.ts. WebGPU where the browser has an
+ * adapter, WASM otherwise; the WASM backend is multi-threaded when the page is cross-origin isolated (COOP
+ * same-origin + COEP require-corp), since its threads need SharedArrayBuffer.
  *
  * The web build resolves `onnxruntime-web` with the `onnxruntime-web-use-extern-wasm` condition (ort.min.mjs): ORT's
  * glue (.mjs) and binary (.wasm) are then loaded from `wasmPaths` on the page's own origin, never from a CDN, and
@@ -10,7 +10,8 @@
  */
 import * as ort from "onnxruntime-web";
 import { VggError } from "../errors.js";
-import { adaptSession, firstLine, loadModel, ortOptions, type Session, type SessionOptions } from "./session.js";
+import { adaptSession, firstLine, loadModel, ortOptions } from "./adapter.js";
+import type { Session, SessionOptions } from "./session.js";
 
 export type { Session, SessionOptions };
 

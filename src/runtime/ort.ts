@@ -1,12 +1,13 @@
 /**
  * The one module that imports ONNX Runtime for Node. Everything else hands it ONNX bytes and plain typed arrays.
- * Its browser twin, `ort-web.ts`, wraps onnxruntime-web behind the same `Session` interface; what the two share
- * (option mapping, tensor conversion, `run`) is in session.ts.
+ * Its browser twin, `ort-web.ts`, wraps onnxruntime-web behind the same `Session` interface (session.ts); what the
+ * two share (option mapping, model loading, tensor conversion, `run`) is in adapter.ts.
  */
 import { availableParallelism } from "node:os";
 import * as ort from "onnxruntime-node";
 import { shown, VggError } from "../errors.js";
-import { adaptSession, firstLine, loadModel, ortOptions, type Session, type SessionOptions } from "./session.js";
+import { adaptSession, firstLine, loadModel, ortOptions } from "./adapter.js";
+import type { Session, SessionOptions } from "./session.js";
 
 export type { Session, SessionOptions };
 

@@ -1,12 +1,9 @@
 /**
- * The engine interface, and what the two ONNX Runtime wrappers share: `ort.ts` (onnxruntime-node, used by everything
- * in Node) and `ort-web.ts` (onnxruntime-web, used by the browser demo) each import their binding and hand it here.
- * Both bindings re-export onnxruntime-common's classes, so its types serve for either; nothing here imports ONNX
- * Runtime at run time (the import below is type-only), and nothing here is Node-only.
+ * The engine interface, shared by the two ONNX Runtime wrappers: `ort.ts` (onnxruntime-node, used by everything in
+ * Node) and `ort-web.ts` (onnxruntime-web, used by the browser demo). Nothing here imports ONNX Runtime; what the
+ * wrappers share beyond the interface is in adapter.ts.
  */
-import type { InferenceSession, Tensor as OrtTensor } from "onnxruntime-common";
-import { VggError } from "../errors.js";
-import type { Tensor, TypedData } from "../tensor.js";
+import type { Tensor } from "../tensor.js";
 
 export interface SessionOptions {
   /** Intra-op threads; default: all cores ORT sees (the web twin: the WASM thread count, set once per page). */
@@ -35,78 +32,4 @@ export interface Session {
   /** Stop profiling and return the profile file's path. */
   endProfiling(): string | undefined;
   release(): Promise<void>;
-}
-
-/** The tensor dtypes both ORT bindings take, under the same names this project uses. */
-const ORT_DTYPES: ReadonlySet<string> = new Set(["float32", "float16", "float64", "int64", "int32", "int8", "uint8", "bool"]);
-
-/** What the shared code takes of a binding: `import * as ort from "onnxruntime-node"` (or "onnxruntime-web"). */
-export interface OrtBinding {
-  readonly Tensor: typeof OrtTensor;
-  readonly InferenceSession: typeof InferenceSession;
-}
-
-/** An error's message up to its first line break (ORT's messages run on with details and stack traces). */
-export function firstLine(err: unknown): string {
-  return (err instanceof Error ? err.message : String(err)).split("\n")[0];
-}
-
-/** ORT's session options for what both bindings honour; each wrapper adds its own (threads, backend, ...). */
-export function ortOptions(opts: SessionOptions): InferenceSession.SessionOptions {
-  const o: InferenceSession.SessionOptions = {
-    graphOptimizationLevel: opts.optimization ?? "all",
-    executionMode: "sequential",
-    logSeverityLevel: opts.logSeverity ?? 3,
-  };
-  if (opts.externalData) o.externalData = opts.externalData;
-  if (opts.freeDimensions) o.freeDimensionOverrides = opts.freeDimensions;
-  return o;
-}
-
-/** Loads a model from memory or from a path (Node) or URL (browser); errors are ORT's, for the caller to word. */
-export function loadModel(ort: OrtBinding, model: Uint8Array | string, o: InferenceSession.SessionOptions): Promise<InferenceSession> {
-  return typeof model === "string" ? ort.InferenceSession.create(model, o) : ort.InferenceSession.create(model, o);
-}
-
-function toOrt(ort: OrtBinding, t: Tensor): OrtTensor {
-  const type = t.dtype as OrtTensor.Type;
-  if (!ORT_DTYPES.has(type)) throw new VggError(`unsupported tensor dtype ${t.dtype}`);
-  return new ort.Tensor(type, t.data as OrtTensor.DataType, t.shape);
-}
-
-/** A host copy of an output (WebGPU outputs are read back from the GPU; CPU ones are returned as they are). */
-async function fromOrt(t: OrtTensor): Promise<Tensor> {
-  return { dtype: t.type as Tensor["dtype"], shape: [...t.dims], data: (await t.getData(true)) as TypedData };
-}
-
-/**
- * A loaded ORT session behind the `Session` interface: feeds in and outputs out as host tensors, failures as one-line
- * VggErrors. `profileFile` is what `endProfiling` returns (the binding writes the profile itself).
- */
-export function adaptSession(ort: OrtBinding, s: InferenceSession, profileFile?: string): Session {
-  return {
-    inputNames: s.inputNames,
-    outputNames: s.outputNames,
-    async run(feeds, outputs) {
-      const f: Record<string, OrtTensor> = {};
-      for (const [k, v] of Object.entries(feeds)) f[k] = toOrt(ort, v);
-      let r: InferenceSession.ReturnType;
-      try {
-        r = outputs ? await s.run(f, outputs as string[]) : await s.run(f);
-      } catch (err) {
-        throw new VggError(`ONNX Runtime failed: ${firstLine(err)}`);
-      } finally {
-        // What ORT made of the feeds (GPU copies on WebGPU); a CPU feed only lets go of the caller's array.
-        for (const t of Object.values(f)) t.dispose();
-      }
-      const out: Record<string, Tensor> = {};
-      for (const [k, v] of Object.entries(r)) out[k] = await fromOrt(v);
-      return out;
-    },
-    endProfiling() {
-      s.endProfiling();
-      return profileFile;
-    },
-    release: () => s.release(),
-  };
 }

@@ -8,25 +8,19 @@ import { weightsNormalization } from "../predict/preprocess.js";
 import { INIT_SCHEMES } from "../weights/init.js";
 import { readModelMeta } from "../weights/model-meta.js";
 import { type Start, startInChannels } from "../weights/start.js";
-import type { ModelOptions, VggModel } from "../zoo/model.js";
+import type { ModelFlagOptions, ModelOptions, VggModel } from "../zoo/model.js";
 import type { ScheduleKind } from "./schedule.js";
 import type { RunConfig, TrainConfig } from "./types.js";
 
 export const AUGMENTS = ["crop", "flip", "lighting", "erase", "resized-crop"] as const;
 export type Augment = (typeof AUGMENTS)[number];
 
-export interface TrainOptions {
+export interface TrainOptions extends ModelFlagOptions {
   arch?: string;
   /** Data spec: fashion-mnist[:DIR], cifar10:DIR, folder:DIR, npy:X.npy,Y.npy[;XT.npy,YT.npy]. */
   data?: string;
   /** Run directory (default runs/<arch>-<time>). */
   out?: string;
-  numClasses?: number;
-  inChannels?: number;
-  dropout?: number;
-  head?: "paper" | "compact";
-  widthDivisor?: number;
-  inputSize?: number;
   /** A custom feature config: "64,M,128,M,conv1-128,M" or its list. */
   config?: string | (number | string)[];
   epochs?: number;

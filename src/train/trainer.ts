@@ -1,6 +1,8 @@
 /**
- * The training driver (the epoch loop; its parts: config.ts, signals.ts, guard.ts, checkpoint.ts, report.ts): data in worker threads, the whole SGD step as one ONNX graph on ORT, the paper's
+ * The training driver: data in worker threads, the whole SGD step as one ONNX graph on ORT, the paper's
  * learning-rate schedule on a held-out validation split, atomic checkpoints, exact resume, divergence guard.
+ * This file is the run and its epoch loop; its parts are config.ts (defaults, resume), signals.ts, guard.ts,
+ * checkpoint.ts, report.ts (report.md, metrics.jsonl) and types.ts.
  * The test split is touched once, at the end, with the best checkpoint.
  *
  * Crash safety: the run directory is locked (lock.ts); every file is written atomically (temp file, fsync,

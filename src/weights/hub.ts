@@ -30,7 +30,7 @@ import { homedir } from "node:os";
 import * as path from "node:path";
 import { pipeline } from "node:stream/promises";
 import { shown, VggError } from "../errors.js";
-import { fsError, syncDir, writeTextAtomic } from "../io/atomic.js";
+import { fsError, syncDir, syncFile, writeTextAtomic } from "../io/atomic.js";
 import { detectWeightsFormat } from "./index.js";
 import { archsWithWeights, defaultEntry, PRETRAINED, type PretrainedEntry, pretrainedEntry } from "./pretrained.js";
 
@@ -678,12 +678,7 @@ function finish(src: Source, dest: string, partial: string, sha: string, prefix:
     throw new VggError(`downloaded ${src.url} is not a weights file (an HTML page?); deleted it`);
   }
   try {
-    const fd = fs.openSync(partial, "r+");
-    try {
-      fs.fsyncSync(fd);
-    } finally {
-      fs.closeSync(fd);
-    }
+    syncFile(partial);
     fs.rmSync(sidecarPath(dest), { force: true }); // --force: the old copy's record must not outlive it
     fs.renameSync(partial, dest);
   } catch (err) {

@@ -11,7 +11,7 @@ import * as zlib from "node:zlib";
 import { shown, VggError } from "../errors.js";
 import { fsError, type ReadFile, withFile } from "../io/atomic.js";
 import { allocTyped, typedFromBytes } from "../io/bytes.js";
-import type { DType, StateDict, Tensor, TypedData } from "../tensor.js";
+import { type DType, numel, type StateDict, type Tensor, type TypedData } from "../tensor.js";
 import {
   PickleTruncated,
   PyDict,
@@ -222,36 +222,33 @@ class Materialiser {
         file,
       );
     }
-    let numel = 1;
+    const count = numel(t.size);
     let last = t.offset;
-    for (let d = 0; d < t.size.length; d++) {
-      numel *= t.size[d];
-      if (t.size[d] > 0) last += (t.size[d] - 1) * t.stride[d];
-    }
-    if (numel > MAX_NUMEL) throw new VggError(`tensor '${shown(name)}' has ${numel} elements, more than can be loaded`, file);
-    if (numel > 0 && last >= ref.numel) {
+    for (let d = 0; d < t.size.length; d++) if (t.size[d] > 0) last += (t.size[d] - 1) * t.stride[d];
+    if (count > MAX_NUMEL) throw new VggError(`tensor '${shown(name)}' has ${count} elements, more than can be loaded`, file);
+    if (count > 0 && last >= ref.numel) {
       throw new VggError(
         `tensor '${shown(name)}' [${t.size.join(", ")}] at offset ${t.offset} with strides [${t.stride.join(", ")}] reaches element ${last} of a storage of ${ref.numel}`,
         file,
       );
     }
-    if (numel > ref.numel && numel > MAX_EXPANDED_NUMEL) {
-      throw new VggError(`tensor '${shown(name)}' expands a storage of ${ref.numel} elements to ${numel} (zero strides); refusing`, file);
+    if (count > ref.numel && count > MAX_EXPANDED_NUMEL) {
+      throw new VggError(`tensor '${shown(name)}' expands a storage of ${ref.numel} elements to ${count} (zero strides); refusing`, file);
     }
     const stored = ref.type.stored;
     const dtype = widen(stored);
     const shape = t.size.slice();
-    const whole = ref.base === 0 && t.offset === 0 && numel === ref.rootNumel && isContiguous(t.size, t.stride);
+    const whole = ref.base === 0 && t.offset === 0 && count === ref.rootNumel && isContiguous(t.size, t.stride);
     let data: TypedData;
-    if (whole && !s.owned && dtype === stored && s.bytes.byteLength === numel * itemsize) {
+    if (whole && !s.owned && dtype === stored && s.bytes.byteLength === count * itemsize) {
       s.owned = true;
       data = typedFromBytes(dtype, s.bytes);
     } else {
       const src = storedArray(stored, s.bytes) as unknown as Elements;
       const out = (stored === "int16"
-        ? new Int16Array(numel)
-        : allocTyped(stored === "bfloat16" ? "float16" : dtype, numel)) as unknown as Elements;
-      gather(src, out, ref.base + t.offset, t.size, t.stride, numel);
+        ? new Int16Array(count)
+        : allocTyped(stored === "bfloat16" ? "float16" : dtype, count)) as unknown as Elements;
+      gather(src, out, ref.base + t.offset, t.size, t.stride, count);
       data = widenData(stored, out as unknown as TypedData);
     }
     this.release(ref.key);

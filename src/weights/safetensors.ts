@@ -8,7 +8,7 @@
 import { shown, VggError } from "../errors.js";
 import { fsError, withFile, writeFileAtomic } from "../io/atomic.js";
 import { checkTensor, ITEMSIZE, tensorBytes, typedFromBytes } from "../io/bytes.js";
-import type { DType, StateDict, Tensor, TypedData } from "../tensor.js";
+import { type DType, numel, type StateDict, type Tensor, type TypedData } from "../tensor.js";
 
 /** The reference implementation refuses headers above 100 MB; so do we, before allocating them. */
 const MAX_HEADER = 100_000_000;
@@ -79,10 +79,9 @@ function parseEntry(name: string, v: unknown, dataLen: number, file: string): En
     const cut = end > dataLen ? " (truncated file?)" : "";
     throw bad(`data_offsets [${begin}, ${end}] are outside the ${dataLen}-byte data section${cut}`);
   }
-  let numel = 1;
-  for (const d of shape as number[]) numel *= d;
-  if (numel * dt.itemsize !== end - begin) {
-    throw bad(`shape [${shape.join(", ")}] of ${shown(o.dtype)} needs ${numel * dt.itemsize} bytes but data_offsets span ${end - begin}`);
+  const count = numel(shape as number[]);
+  if (count * dt.itemsize !== end - begin) {
+    throw bad(`shape [${shape.join(", ")}] of ${shown(o.dtype)} needs ${count * dt.itemsize} bytes but data_offsets span ${end - begin}`);
   }
   return { name, dtype: dt.dtype, itemsize: dt.itemsize, widen: dt.widen, shape: (shape as number[]).slice(), begin, end };
 }

@@ -26,6 +26,9 @@ export interface ModelOptions {
   lrn?: boolean;
 }
 
+/** The options a user sets by flag (the CLI's model flags, `train({...})`), beside the arch and a config. */
+export type ModelFlagOptions = Pick<ModelOptions, "numClasses" | "inChannels" | "dropout" | "head" | "widthDivisor" | "inputSize">;
+
 export type ResolvedOptions = Required<Omit<ModelOptions, "config">> & { config: (ConfigItem | string)[] };
 
 interface LayerBase {
