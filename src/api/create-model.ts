@@ -26,7 +26,7 @@ import { type InitScheme, initWeights } from "../weights/init.js";
 import { fitForFineTune, lastFc, matchStateDict } from "../weights/match.js";
 import { type ModelMeta, readModelMeta } from "../weights/model-meta.js";
 import { type FeatureInfo, featureInfo } from "../zoo/features.js";
-import { defaultLabels, readLabels } from "../zoo/labels.js";
+import { modelLabels } from "../zoo/labels.js";
 import { buildModel, type ModelOptions, type VggModel } from "../zoo/model.js";
 
 export interface CreateModelOptions extends ModelOptions, PrecisionOptions {
@@ -161,12 +161,11 @@ function modelOptions(o: CreateModelOptions, meta: ModelMeta | undefined): Model
 }
 
 function labelsFor(o: CreateModelOptions, meta: ModelMeta | undefined, numClasses: number): readonly string[] {
-  if (typeof o.labels === "string") return readLabels(o.labels, numClasses);
-  if (o.labels) {
+  if (o.labels !== undefined && typeof o.labels !== "string") {
     if (o.labels.length !== numClasses) throw new VggError(`${o.labels.length} labels for ${numClasses} classes`);
     return o.labels;
   }
-  return meta?.labels?.length === numClasses ? meta.labels : defaultLabels(numClasses);
+  return modelLabels(numClasses, o.labels, meta?.labels);
 }
 
 /**

@@ -2,7 +2,6 @@
  * The `vgg` command. Bad input of any kind ends in one line on stderr and a non-zero exit; only a bug shows a
  * stack, and only with VGG_DEBUG=1.
  */
-import { readFileSync } from "node:fs";
 import { Command, CommanderError } from "commander";
 import { VggError } from "../errors.js";
 import { ortVersion } from "../runtime/ort.js";
@@ -19,9 +18,11 @@ import { register as registerList } from "./list.js";
 import { checkTapFlags } from "./options.js";
 import { register as registerPredict } from "./predict.js";
 import { register as registerReproduce } from "./reproduce.js";
+import { register as registerServe } from "./serve.js";
 import { register as registerServeDemo } from "./serve-demo.js";
 import { register as registerSummary } from "./summary.js";
 import { register as registerTrain } from "./train.js";
+import { PACKAGE_VERSION } from "./version.js";
 import { register as registerWeights } from "./weights.js";
 
 function fail(err: unknown): never {
@@ -34,12 +35,9 @@ function fail(err: unknown): never {
   process.exit(err instanceof VggError ? err.exitCode : 70);
 }
 
-// dist/src/cli/main.js -> the package root.
-const pkg = JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as { version: string };
-
 const program = new Command("vgg")
   .description("VGG ConvNets (Simonyan & Zisserman) compiled to ONNX and run on ONNX Runtime")
-  .version(`${pkg.version} (onnxruntime-node ${ortVersion})`)
+  .version(`${PACKAGE_VERSION} (onnxruntime-node ${ortVersion})`)
   .showSuggestionAfterError()
   .exitOverride();
 for (const r of [
@@ -56,6 +54,7 @@ for (const r of [
   registerTrain,
   registerReproduce,
   registerEval,
+  registerServe,
   registerServeDemo,
   registerWeights,
 ])

@@ -19,6 +19,13 @@ export function positiveInt(v: string): number {
   return n;
 }
 
+/** A TCP port to listen on (0: any free one). */
+export function port(v: string): number {
+  const n = int(v);
+  if (n < 0 || n > 65535) throw new VggError(`--port ${v}: want 0-65535 (0: any free port)`);
+  return n;
+}
+
 export function float(v: string): number {
   const n = Number(v);
   if (v.trim() === "" || !Number.isFinite(n)) throw new InvalidArgumentError("not a number.");

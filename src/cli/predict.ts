@@ -13,7 +13,7 @@ import { Predictor } from "../predict/predictor.js";
 import { weightsPreprocessing } from "../predict/preprocess.js";
 import { type ModelMeta, readModelMeta } from "../weights/model-meta.js";
 import { checkTaps } from "../zoo/features.js";
-import { defaultLabels, readLabels } from "../zoo/labels.js";
+import { modelLabels } from "../zoo/labels.js";
 import { buildModel } from "../zoo/model.js";
 import { addModelOptions, type ModelFlags, positiveInt, resolveModel } from "./options.js";
 import { addPrecisionOptions, type PrecisionFlags, precisionOptions } from "./precision-flags.js";
@@ -108,11 +108,7 @@ export function register(program: Command): void {
     const model = predictor.model;
     const numClasses = model.options.numClasses;
 
-    const labels = o.labels
-      ? readLabels(o.labels, numClasses)
-      : meta?.labels?.length === numClasses
-        ? meta.labels
-        : defaultLabels(numClasses);
+    const labels = modelLabels(numClasses, o.labels, meta?.labels);
 
     const stems = new Map<string, number>();
     const results: { file: string; top: Prediction["top"] }[] = [];

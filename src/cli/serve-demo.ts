@@ -3,7 +3,7 @@ import { type Command, Option } from "commander";
 import { PRESETS, type PresetName } from "../data/preprocessing.js";
 import { VggError } from "../errors.js";
 import { createDemoServer, describeDemoModel, listen } from "../serve/demo.js";
-import { int } from "./options.js";
+import { port } from "./options.js";
 
 interface ServeFlags {
   model?: string;
@@ -19,12 +19,6 @@ const HOW_TO =
   "  vgg export --arch vgg11_bn --width-divisor 16 --num-classes 10 --tap relu1_1,logits --out demo.onnx\n" +
   "  (or --arch vgg16 --weights vgg16-397923af.pth --tap relu1_2,logits for ImageNet's classes)\n" +
   "then: vgg serve-demo --model demo.onnx";
-
-function port(v: string): number {
-  const n = int(v);
-  if (n < 0 || n > 65535) throw new VggError(`--port ${v}: want 0-65535 (0: any free port)`);
-  return n;
-}
 
 export function register(program: Command): void {
   program

@@ -57,3 +57,9 @@ export function readLabels(file: string, numClasses?: number): string[] {
 export function defaultLabels(numClasses: number): string[] {
   return numClasses === IMAGENET_CLASSES.length ? [...IMAGENET_CLASSES] : Array.from({ length: numClasses }, (_, i) => String(i));
 }
+
+/** A model's class names: from a labels file, else a checkpoint's own (when they are as many), else defaultLabels. */
+export function modelLabels(numClasses: number, file?: string, checkpointLabels?: readonly string[]): readonly string[] {
+  if (file) return readLabels(file, numClasses);
+  return checkpointLabels?.length === numClasses ? checkpointLabels : defaultLabels(numClasses);
+}
