@@ -32,6 +32,11 @@ const NOT_RUN: [RegExp, string][] = [
     "downloads 1 GB from download.pytorch.org; `vgg weights pull` runs against a loopback mirror in weights-hub.test.ts",
   ],
   [/^vgg serve-demo /, "a server that runs until stopped; serve-demo.test.ts and web-demo.test.ts start it on port 0 and stop it"],
+  [/^vgg serve /, "a server that runs until stopped; serve.test.ts starts it (files, --weights, several models) on port 0"],
+  [/^python3 scripts\/oip_client\.py /, "a client of a running server (above); serve-clients.test.ts runs it against one"],
+  [/^docker run .*tritonserver /, "Triton's container (Docker, a multi-GB image); triton-export.test.ts checks the repository it is given"],
+  [/^curl .*\/v2\/models\//, "a request to a running server (Triton or `vgg serve`, above); serve-clients.test.ts sends them with curl"],
+  [/^kubectl apply /, "needs a Kubernetes cluster with KServe"],
   [/ \.\.\.( |$)/, "an overview line, not a command (each command it names is below it in README)"],
   [/^vgg reproduce /, "trains six nets (90 minutes by default); reproduce-cli.test.ts runs it at the smallest settings"],
   [

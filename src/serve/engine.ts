@@ -61,23 +61,31 @@ export class Engine {
   static open(model: EngineModel, threads?: number): Promise<Engine> {
     const worker = new Worker(new URL("./worker.js", import.meta.url));
     return new Promise((resolve, reject) => {
-      const onMessage = (m: FromEngine) => {
+      const settle = () => {
         worker.off("message", onMessage);
         worker.off("error", onError);
+        worker.off("exit", onExit);
+      };
+      const onMessage = (m: FromEngine) => {
+        settle();
         if (m.type === "ready") resolve(new Engine(worker, m.inputNames, m.outputNames));
         else {
           void worker.terminate();
-          reject(
-            new VggError(m.type === "error" ? m.message : "the inference thread did not start", m.type === "error" ? m.file : undefined),
-          );
+          const failed = m.type === "error" ? m : { message: "the inference thread did not start", file: undefined };
+          reject(new VggError(failed.message, failed.file));
         }
       };
       const onError = (err: Error) => {
-        worker.off("message", onMessage);
+        settle();
         reject(err);
       };
+      const onExit = (code: number) => {
+        settle();
+        reject(new Error(`the inference thread exited while loading the model (code ${code})`));
+      };
       worker.on("message", onMessage);
-      worker.once("error", onError);
+      worker.on("error", onError);
+      worker.on("exit", onExit);
       worker.postMessage({ type: "open", model, threads } satisfies ToEngine);
     });
   }

@@ -214,7 +214,9 @@ function readBody(req: http.IncomingMessage, limit: number): Promise<Buffer> {
     });
     req.on("end", () => resolve(Buffer.concat(parts, size)));
     req.on("error", reject);
-    req.on("aborted", () => reject(new ProtocolError("the client closed the connection mid-body", 400)));
+    req.on("close", () => {
+      if (!req.complete) reject(new ProtocolError("the client closed the connection mid-body", 400));
+    });
   });
 }
 
