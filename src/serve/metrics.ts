@@ -70,7 +70,7 @@ export class Metrics {
 }
 
 function histogram(out: string[], name: string, l: Record<string, string>, h: Histogram): void {
-  h.buckets.forEach((b, i) => out.push(`${name}_bucket${labels({ ...l, le: String(b) })} ${h.counts[i]}`));
+  for (let i = 0; i < h.buckets.length; i++) out.push(`${name}_bucket${labels({ ...l, le: String(h.buckets[i]) })} ${h.counts[i]}`);
   out.push(`${name}_bucket${labels({ ...l, le: "+Inf" })} ${h.count}`);
   out.push(`${name}_sum${labels(l)} ${h.sum}`);
   out.push(`${name}_count${labels(l)} ${h.count}`);
