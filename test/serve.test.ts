@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
+import * as http from "node:http";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { createSession, type Session } from "../src/runtime/ort.js";
@@ -252,6 +253,32 @@ test("a full queue answers 429 with Retry-After; SIGTERM answers the queued requ
   assert.ok(relErr(firstOutput(r.json).data, await alone(x, 1)) < 1e-5);
   assert.equal(await code, 0);
   assert.match(s.output(), /SIGTERM: answering the queued requests[\s\S]*stopped/);
+});
+
+test("SIGTERM while a request's body is still arriving: that request is answered 503, the process exits 0", async () => {
+  const s = await startServe(["--model", toy]);
+  const body = Buffer.from(inferBody(toyInput(1, 6), [1, 3, 32, 32]));
+  const { port } = new URL(s.base);
+  const answer = new Promise<{ status: number; body: string }>((done, fail) => {
+    const req = http.request(
+      { host: "127.0.0.1", port, path: "/v2/models/toy/infer", method: "POST", headers: { "Content-Length": body.length } },
+      (res) => {
+        let text = "";
+        res.setEncoding("utf8").on("data", (c: string) => (text += c));
+        res.on("end", () => done({ status: res.statusCode ?? 0, body: text }));
+      },
+    );
+    req.on("error", fail);
+    req.write(body.subarray(0, 1000));
+    setTimeout(() => {
+      void s.stop("SIGTERM");
+      setTimeout(() => req.end(body.subarray(1000)), 300);
+    }, 200);
+  });
+  const r = await answer;
+  assert.equal(r.status, 503);
+  assert.match(r.body, /shutting down/);
+  assert.equal(await s.stop(), 0);
 });
 
 test("the server keeps answering while a long batch runs (the session has a thread of its own)", async () => {

@@ -52,9 +52,9 @@ export class Engine {
       else p.reject(new VggError(m.message, m.file));
     });
     worker.on("error", (err) => this.fail(err instanceof Error ? err : new Error(String(err))));
-    worker.on("exit", (code) => {
-      if (!this.closing) this.fail(new Error(`the inference thread exited unexpectedly (code ${code})`));
-    });
+    worker.on("exit", (code) =>
+      this.fail(new Error(`the inference thread ${this.closing ? "was closed" : `exited unexpectedly (code ${code})`}`)),
+    );
   }
 
   /** Starts the thread and creates the session there; rejects with ORT's error if the model does not load. */

@@ -57,6 +57,7 @@ export class ServedModel {
   readonly platform = "onnx_onnxv1";
   private engine: Engine | null = null;
   private batcher: Batcher | null = null;
+  private closing = false;
 
   private constructor(
     readonly name: string,
@@ -173,12 +174,15 @@ export class ServedModel {
   }
 
   private run(rows: number, feeds: Record<string, Tensor>): Promise<Record<string, Tensor>> {
+    // A request whose body was still arriving when the stop began: the session is going, so it is not queued.
+    if (this.closing) throw new ProtocolError("the server is shutting down", 503);
     if (!this.batcher) throw new ProtocolError(`model '${this.name}' is not ready`, 503);
     return this.batcher.submit(rows, feeds);
   }
 
   /** Waits for the queued requests to be answered, then releases the session. */
   async close(): Promise<void> {
+    this.closing = true;
     await this.batcher?.drained();
     await this.engine?.close();
   }
