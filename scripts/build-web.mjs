@@ -25,9 +25,14 @@ const t0 = performance.now();
 fs.rmSync(out, { recursive: true, force: true });
 fs.mkdirSync(path.join(out, "ort"), { recursive: true });
 
+// The demo (app.js), the training page (train.js) and its worker (train-worker.js).
 const result = await esbuild.build({
-  entryPoints: [path.join(root, "web", "src", "main.ts")],
-  outfile: path.join(out, "app.js"),
+  entryPoints: {
+    app: path.join(root, "web", "src", "main.ts"),
+    train: path.join(root, "web", "src", "train.ts"),
+    "train-worker": path.join(root, "web", "src", "train-worker.ts"),
+  },
+  outdir: out,
   bundle: true,
   format: "esm",
   platform: "browser",
@@ -43,13 +48,14 @@ const result = await esbuild.build({
 const nodeOnly = Object.keys(result.metafile.inputs).filter((f) => /^node:|sharp|onnxruntime-node/.test(f));
 if (nodeOnly.length) throw new Error(`the web bundle pulled in Node-only modules: ${nodeOnly.join(", ")}`);
 
-for (const f of ["index.html", "style.css"]) fs.copyFileSync(path.join(root, "web", f), path.join(out, f));
+for (const f of ["index.html", "train.html", "style.css"]) fs.copyFileSync(path.join(root, "web", f), path.join(out, f));
 for (const f of ORT_FILES) fs.copyFileSync(path.join(ortDist, f), path.join(out, "ort", f));
 fs.writeFileSync(path.join(out, "build.json"), `${JSON.stringify({ onnxruntimeWeb: ortVersion, files: ORT_FILES }, null, 1)}\n`);
 
 const size = (f) => fs.statSync(path.join(out, f)).size;
 const kib = (n) => `${(n / 1024).toFixed(0)} KiB`;
 console.log(
-  `built dist/web in ${(performance.now() - t0).toFixed(0)} ms: app.js ${kib(size("app.js"))}, ` +
+  `built dist/web in ${(performance.now() - t0).toFixed(0)} ms: app.js ${kib(size("app.js"))}, train.js ${kib(size("train.js"))}, ` +
+    `train-worker.js ${kib(size("train-worker.js"))}, ` +
     `ort/ (onnxruntime-web ${ortVersion}) ${kib(ORT_FILES.reduce((s, f) => s + size(`ort/${f}`), 0))}`,
 );

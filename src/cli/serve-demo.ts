@@ -2,7 +2,7 @@ import * as fs from "node:fs";
 import { type Command, Option } from "commander";
 import { PRESETS, type PresetName } from "../data/preprocessing.js";
 import { VggError } from "../errors.js";
-import { createDemoServer, describeDemoModel, listen } from "../serve/demo.js";
+import { createDemoServer, describeDemoModel, listen, trainSetup } from "../serve/demo.js";
 import { port } from "./options.js";
 
 interface ServeFlags {
@@ -12,6 +12,7 @@ interface ServeFlags {
   labels?: string;
   preset?: PresetName;
   checkpoint?: string;
+  data?: string;
 }
 
 const HOW_TO =
@@ -32,7 +33,11 @@ export function register(program: Command): void {
       "class names: one per line, or a JSON array (default: the model's, --checkpoint's, ImageNet's for 1000 classes, or indices)",
     )
     .addOption(new Option("--preset <name>", "preprocessing (default: the model's, else torchvision)").choices(PRESETS))
-    .option("--checkpoint <file.safetensors>", "the `vgg train` checkpoint the model was exported from: its labels and preprocessing")
+    .option(
+      "--checkpoint <file.safetensors>",
+      "the `vgg train` checkpoint the model was exported from: its labels and preprocessing; /train.html fine-tunes it",
+    )
+    .option("--data <spec>", "a data set /train.html can load instead of dropped images (its test split), e.g. fashion-mnist")
     .action(async (o: ServeFlags) => {
       if (!o.model) {
         // A usage error whose message is the recipe: several lines, no stack, exit status 1.
@@ -42,7 +47,8 @@ export function register(program: Command): void {
       }
       if (!fs.existsSync(o.model)) throw new VggError("no such file", o.model);
       const info = describeDemoModel(o.model, { labels: o.labels, preset: o.preset, checkpoint: o.checkpoint });
-      const server = createDemoServer({ model: o.model, info });
+      const train = await trainSetup({ checkpoint: o.checkpoint, data: o.data });
+      const server = createDemoServer({ model: o.model, info, train });
       const url = await listen(server, o.port, o.host);
       const stop = () => {
         server.close(() => process.exit(0));
@@ -58,5 +64,8 @@ export function register(program: Command): void {
         );
       }
       console.log(`serving ${info.name} (${info.arch ?? "model"}, ${mib} MiB, ${info.logits.classes} classes${taps}) at ${url}`);
+      console.log(
+        `train in the page: ${url}train.html${train.setup.checkpoint ? " (fine-tunes --checkpoint)" : ""}${train.setup.data ? ` (data: ${train.setup.data.name})` : ""}`,
+      );
     });
 }

@@ -7,68 +7,10 @@
 import * as zlib from "node:zlib";
 import { VggError } from "../errors.js";
 import { fsError, withFile } from "../io/atomic.js";
-import { numel, type Tensor } from "../tensor.js";
+import type { Tensor } from "../tensor.js";
+import { type IdxOptions, parseHeader } from "./idx-format.js";
 
-/** Largest array an IDX file may declare; Fashion-MNIST's train images are 47 MB. */
-export const IDX_MAX_BYTES = 2 ** 31 - 1;
-
-const UBYTE = 0x08;
-const TYPE_NAMES = new Map<number, string>([
-  [0x08, "uint8"],
-  [0x09, "int8"],
-  [0x0b, "int16"],
-  [0x0c, "int32"],
-  [0x0d, "float32"],
-  [0x0e, "float64"],
-]);
-
-export interface IdxOptions {
-  /** Required number of dimensions (3 for images, 1 for labels): the magic must be 0x0000080<ndim>. */
-  ndim?: number;
-  maxBytes?: number;
-}
-
-interface IdxHeader {
-  dims: number[];
-  headerBytes: number;
-  dataBytes: number;
-}
-
-function hex(n: number): string {
-  return `0x${(n >>> 0).toString(16).padStart(8, "0")}`;
-}
-
-function parseHeader(head: Uint8Array, totalKnown: number | null, file: string, opts: IdxOptions): IdxHeader {
-  if (head.length < 4) throw new VggError(`truncated IDX file: ${head.length} bytes, not even a magic number`, file);
-  const view = new DataView(head.buffer, head.byteOffset, head.byteLength);
-  const magic = view.getUint32(0, false);
-  if (head[0] !== 0 || head[1] !== 0) throw new VggError(`not an IDX file (magic ${hex(magic)})`, file);
-  const type = head[2];
-  const ndim = head[3];
-  if (type !== UBYTE) {
-    const name = TYPE_NAMES.get(type);
-    if (!name) throw new VggError(`not an IDX file (magic ${hex(magic)}: unknown element type 0x${type.toString(16)})`, file);
-    throw new VggError(`IDX element type ${name} is not supported (only uint8)`, file);
-  }
-  if (opts.ndim !== undefined && ndim !== opts.ndim) {
-    throw new VggError(`IDX magic ${hex(magic)} has ${ndim} dimensions, expected ${hex(0x800 + opts.ndim)} (${opts.ndim})`, file);
-  }
-  if (ndim === 0) throw new VggError(`IDX magic ${hex(magic)} declares zero dimensions`, file);
-  const headerBytes = 4 + 4 * ndim;
-  if (head.length < headerBytes) throw new VggError(`truncated IDX header: ${ndim} dimensions need ${headerBytes} bytes`, file);
-  const dims = Array.from({ length: ndim }, (_, i) => view.getUint32(4 + 4 * i, false));
-  const n = numel(dims);
-  const limit = opts.maxBytes ?? IDX_MAX_BYTES;
-  // Float multiplication of uint32s cannot overflow to a wrong small value, only lose precision above 2^53.
-  if (n > limit) throw new VggError(`IDX header declares [${dims.join(", ")}] = ${n} bytes, more than the ${limit}-byte limit`, file);
-  if (totalKnown !== null && headerBytes + n !== totalKnown) {
-    throw new VggError(
-      `IDX dimensions [${dims.join(", ")}] need ${headerBytes + n} bytes but the file has ${totalKnown}${totalKnown < headerBytes + n ? " (truncated?)" : ""}`,
-      file,
-    );
-  }
-  return { dims, headerBytes, dataBytes: n };
-}
+export { encodeIdx, IDX_MAX_BYTES, type IdxOptions } from "./idx-format.js";
 
 function zlibMessage(err: unknown): string {
   const e = err as NodeJS.ErrnoException;
@@ -126,17 +68,4 @@ export function readIdxImages(file: string, opts: Omit<IdxOptions, "ndim"> = {})
 /** Labels: magic 0x00000801, [N] uint8. */
 export function readIdxLabels(file: string, opts: Omit<IdxOptions, "ndim"> = {}): Uint8Array {
   return readIdx(file, { ...opts, ndim: 1 }).data as Uint8Array;
-}
-
-/** Encodes an IDX file's bytes (used by tests and fixture scripts). */
-export function encodeIdx(dims: readonly number[], data: Uint8Array): Uint8Array {
-  const out = new Uint8Array(4 + 4 * dims.length + data.length);
-  const view = new DataView(out.buffer);
-  out[2] = UBYTE;
-  out[3] = dims.length;
-  dims.forEach((d, i) => {
-    view.setUint32(4 + 4 * i, d, false);
-  });
-  out.set(data, 4 + 4 * dims.length);
-  return out;
 }

@@ -1,11 +1,10 @@
 /** Raw bytes <-> Tensor data, shared by the .pth, safetensors and .npy readers and writers. */
-import * as os from "node:os";
 import { VggError } from "../errors.js";
 import { type DType, numel, type Tensor, type TypedData } from "../tensor.js";
 
 // Every format read here is little-endian and typed arrays use the host's order; refusing to run elsewhere is
 // better than silently byte-swapped weights.
-if (os.endianness() !== "LE") throw new Error("vgg weights I/O supports little-endian hosts only");
+if (new Uint8Array(Uint16Array.of(1).buffer)[0] !== 1) throw new Error("vgg weights I/O supports little-endian hosts only");
 
 export const ITEMSIZE: Record<DType, number> = {
   float32: 4,

@@ -8,13 +8,15 @@ import * as http from "node:http";
 import type { AddressInfo } from "node:net";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
+import { encodeIdx } from "../data/idx-format.js";
 import { PRESETS, type Preprocessing, type PresetName, presetPreprocessing } from "../data/preprocessing.js";
+import { openDataset } from "../data/spec.js";
 import { VggError } from "../errors.js";
 import { type OnnxInfo, type OnnxValueInfo, readOnnxInfo } from "../onnx/decode.js";
 import { checkpointPreprocessing } from "../predict/preprocess.js";
 import { type ModelMeta, readModelMeta } from "../weights/model-meta.js";
 import { defaultLabels, IMAGENET_CLASSES, readLabels } from "../zoo/labels.js";
-import { type DemoModel, MODEL_JSON, MODEL_PREFIX } from "./protocol.js";
+import { type DemoModel, MODEL_JSON, MODEL_PREFIX, TRAIN_JSON, type TrainSetup } from "./protocol.js";
 import { resolveUnder, sendBody, sendFile, sendStatus } from "./static.js";
 
 /** Where `npm run build:web` puts the page: dist/web, beside dist/src. */
@@ -129,6 +131,8 @@ export function describeDemoModel(file: string, opts: DemoModelOptions = {}, inf
 export interface DemoServerOptions {
   /** The ONNX model file. */
   model: string;
+  /** What the training page starts from and the files it names (trainSetup). */
+  train?: { setup: TrainSetup; files: Map<string, { bytes?: Uint8Array; file?: string }> };
   /** What /model.json says about it (describeDemoModel). */
   info: DemoModel;
   /** The built page (default: dist/web). */
@@ -146,6 +150,7 @@ export function createDemoServer(opts: DemoServerOptions): http.Server {
   const root = fs.realpathSync(rootDir);
   const modelFile = path.resolve(opts.model);
   const modelJson = JSON.stringify(opts.info);
+  const trainJson = JSON.stringify(opts.train?.setup ?? { checkpoint: null, data: null });
   const route = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     if (req.method !== "GET" && req.method !== "HEAD") {
       sendStatus(res, 405, { Allow: "GET, HEAD" });
@@ -163,7 +168,12 @@ export function createDemoServer(opts: DemoServerOptions): http.Server {
     if (pathOnly === "/" || pathOnly === "/index.html") sendFile(req, res, path.join(root, "index.html"));
     else if (pathOnly === MODEL_JSON) sendBody(req, res, modelJson, "application/json; charset=utf-8");
     else if (pathOnly === opts.info.url) sendFile(req, res, modelFile, "application/octet-stream");
-    else {
+    else if (pathOnly === TRAIN_JSON) sendBody(req, res, trainJson, "application/json; charset=utf-8");
+    else if (opts.train?.files.has(pathOnly)) {
+      const f = opts.train.files.get(pathOnly) as { bytes?: Uint8Array; file?: string };
+      if (f.file) sendFile(req, res, f.file, "application/octet-stream");
+      else sendBody(req, res, Buffer.from(f.bytes as Uint8Array), "application/octet-stream");
+    } else {
       const r = resolveUnder(root, target);
       if ("status" in r) sendStatus(res, r.status);
       else sendFile(req, res, r.file);
@@ -195,4 +205,45 @@ export function listen(server: http.Server, port: number, host: string): Promise
       done(`http://${h}:${a.port}/`);
     });
   });
+}
+
+/** Where the training page finds the checkpoint's weights and the data's raw IDX files. */
+const CHECKPOINT_URL = "/train/checkpoint.safetensors";
+const DATA_PREFIX = "/train/data/";
+
+/**
+ * The training page's starting point: the --checkpoint to fine-tune (its description and preprocessing), and
+ * --data's test split as raw IDX arrays (Fashion-MNIST: 10,000 images, 7.8 MB), served from memory.
+ */
+export async function trainSetup(opts: { checkpoint?: string; data?: string }): Promise<NonNullable<DemoServerOptions["train"]>> {
+  const files = new Map<string, { bytes?: Uint8Array; file?: string }>();
+  let checkpoint: TrainSetup["checkpoint"] = null;
+  if (opts.checkpoint) {
+    const meta = readModelMeta(opts.checkpoint);
+    if (!meta) throw new VggError("has no model description: is it a checkpoint written by `vgg train`?", opts.checkpoint);
+    files.set(CHECKPOINT_URL, { file: path.resolve(opts.checkpoint) });
+    checkpoint = { url: CHECKPOINT_URL, meta, preprocessing: checkpointPreprocessing(meta) };
+  }
+  let data: TrainSetup["data"] = null;
+  if (opts.data) {
+    const ds = await openDataset(opts.data, { seed: 0 });
+    const split = ds.splits.test;
+    if (!split || split.source.kind !== "array" || !(split.source.data instanceof Uint8Array)) {
+      throw new VggError("the training page loads data with a test split of 8-bit arrays (fashion-mnist, cifar10, npy)", opts.data);
+    }
+    const s = split.source;
+    const n = split.indices.length;
+    const per = s.c * s.h * s.w;
+    const pixels = new Uint8Array(n * per);
+    const labels = new Uint8Array(n);
+    split.indices.forEach((k, i) => {
+      pixels.set((s.data as Uint8Array).subarray(k * per, (k + 1) * per), i * per);
+      labels[i] = s.labels[k];
+    });
+    const dims = s.c === 1 ? [n, s.h, s.w] : [n, s.c, s.h, s.w];
+    files.set(`${DATA_PREFIX}images.idx`, { bytes: encodeIdx(dims, pixels) });
+    files.set(`${DATA_PREFIX}labels.idx`, { bytes: encodeIdx([n], labels) });
+    data = { name: ds.spec, images: `${DATA_PREFIX}images.idx`, labels: `${DATA_PREFIX}labels.idx`, classes: ds.classes };
+  }
+  return { setup: { checkpoint, data }, files };
 }

@@ -3,6 +3,7 @@
  * this file too, and it must not pull Node modules in.
  */
 import type { Preprocessing } from "../data/preprocessing.js";
+import type { ModelMeta } from "../weights/meta.js";
 
 export const MODEL_JSON = "/model.json";
 /** The model file is served at MODEL_PREFIX + its URI-encoded base name. */
@@ -36,4 +37,17 @@ export interface DemoModel {
   /** Where the labels come from: "file", "metadata", "checkpoint", "imagenet" or "indices". */
   labelsFrom: string;
   preprocessing: Preprocessing;
+}
+
+/** What the training page (/train.html) starts from: GET /train.json. */
+export const TRAIN_JSON = "/train.json";
+
+export interface TrainSetup {
+  /**
+   * The `vgg train` checkpoint to fine-tune (serve-demo --checkpoint): its weights' URL, the model description it
+   * carries and the preprocessing that description gives; null: the page starts a fresh small model.
+   */
+  checkpoint: { url: string; meta: ModelMeta; preprocessing: Preprocessing } | null;
+  /** A labelled image set the page can load instead of dropped images (serve-demo --data): raw IDX files. */
+  data: { name: string; images: string; labels: string; classes: string[] } | null;
 }
