@@ -31,6 +31,7 @@ const result = await esbuild.build({
     app: path.join(root, "web", "src", "main.ts"),
     train: path.join(root, "web", "src", "train.ts"),
     "train-worker": path.join(root, "web", "src", "train-worker.ts"),
+    "infer-worker": path.join(root, "web", "src", "infer-worker.ts"),
   },
   outdir: out,
   bundle: true,

@@ -7,10 +7,10 @@
 import { preprocessImage } from "../../src/data/preprocessing.js";
 import { featureGrid } from "../../src/predict/grid-core.js";
 import { type ClassScore, softmax, topK } from "../../src/predict/topk.js";
-import { configureRuntime, createSession, type WebSession } from "../../src/runtime/ort-web.js";
 import { type DemoModel, MODEL_JSON, ORT_DIR } from "../../src/serve/protocol.js";
 import type { Tensor } from "../../src/tensor.js";
 import { decodeFile, drawBitmap, drawGray, drawInput } from "./image.js";
+import { InferClient } from "./infer-protocol.js";
 
 interface DemoResult {
   file: string;
@@ -98,7 +98,6 @@ function renderTap(m: DemoModel, outputs: Record<string, Tensor> | undefined): v
 }
 
 async function main(): Promise<void> {
-  const rt = configureRuntime({ wasmPaths: new URL(ORT_DIR, document.baseURI).href });
   setState("loading", "Loading the model description…");
   const m = (await (await fetchOk(MODEL_JSON)).json()) as DemoModel;
   const [c, h, w] = m.input.shape;
@@ -109,18 +108,20 @@ async function main(): Promise<void> {
 
   setState("loading", `Downloading ${m.name} (${mib(m.bytes)})…`);
   const t0 = performance.now();
-  const bytes = new Uint8Array(await (await fetchOk(m.url)).arrayBuffer());
+  const bytes = await (await fetchOk(m.url)).arrayBuffer();
   const t1 = performance.now();
   setState("loading", "Starting ONNX Runtime…");
-  const session: WebSession = await createSession(bytes, { freeDimensions: m.input.batchDim ? { [m.input.batchDim]: 1 } : undefined });
+  // The session runs in a worker: a run never freezes the page.
+  const session = new InferClient();
+  const rt = await session.open(new URL(ORT_DIR, document.baseURI).href, bytes, m.input.batchDim ? { [m.input.batchDim]: 1 } : undefined);
   const t2 = performance.now();
   const engine =
-    session.backend === "webgpu"
+    rt.backend === "webgpu"
       ? "WebGPU"
       : `WASM, ${rt.threads} thread${rt.threads === 1 ? "" : "s"}${rt.crossOriginIsolated ? "" : " (not cross-origin isolated)"}`;
   $("engine").textContent = `${engine} · onnxruntime-web ${rt.version}`;
-  $("engine").dataset.backend = session.backend;
-  if (session.fallbackReason) $("engine").title = session.fallbackReason;
+  $("engine").dataset.backend = rt.backend;
+  if (rt.fallbackReason) $("engine").title = rt.fallbackReason;
 
   // One run on zeros: the first run pays for kernel setup (and shader compilation on WebGPU).
   const zeros: Tensor = { dtype: "float32", shape: [1, c, h, w], data: new Float32Array(c * h * w) };
@@ -141,7 +142,7 @@ async function main(): Promise<void> {
   $("tap-figure").hidden = m.taps.length === 0;
   let last: Record<string, Tensor> | undefined;
   select.addEventListener("change", () => renderTap(m, last));
-  window.vggDemo = { model: m, backend: session.backend, threads: rt.threads, results: [] };
+  window.vggDemo = { model: m, backend: rt.backend, threads: rt.threads, results: [] };
 
   let busy = false;
   const classify = async (file: File) => {
@@ -156,7 +157,7 @@ async function main(): Promise<void> {
       if (x.c !== c || x.h !== h || x.w !== w)
         throw new Error(`preprocessing gives [${x.c}, ${x.h}, ${x.w}], the model takes [${c}, ${h}, ${w}]`);
       const d = performance.now();
-      const out = await session.run({ [m.input.name]: { dtype: "float32", shape: [1, c, h, w], data: x.data as Float32Array } });
+      const out = await session.run({ [m.input.name]: { dtype: "float32", shape: [1, c, h, w], data: (x.data as Float32Array).slice() } });
       const e = performance.now();
       last = out;
       const top = topK(softmax(out[m.logits.name].data as Float32Array), 5, m.labels);
@@ -172,7 +173,7 @@ async function main(): Promise<void> {
       const result: DemoResult = {
         file: file.name,
         top,
-        backend: session.backend,
+        backend: rt.backend,
         ms: { decode: b - a, preprocess: d - b, inference: e - d },
       };
       if (window.vggDemo) {
