@@ -47,7 +47,7 @@ const start = join(dir, "start.safetensors");
 const demo = join(dir, "demo.onnx");
 /** The model both sides train: vgg11_bn at width /16, compact head, no dropout, Fashion-MNIST's 1 channel at 32. */
 const OPTIONS = { widthDivisor: 16, head: "compact" as const, inputSize: 32, numClasses: 10, inChannels: 1, dropout: 0 };
-const HYPER = { batchSize: 8, lr: 0.05, momentum: 0.9, weightDecay: 5e-4, seed: 0 };
+const HYPER = { batchSize: 8, lr: 0.05, momentum: 0.9, weightDecay: 5e-4, seed: 0, backend: "wasm" };
 /** Images trained on: five steps of 8. */
 const N = 40;
 const servers: ChildProcessWithoutNullStreams[] = [];
@@ -75,8 +75,8 @@ function startServer(args: string[]): Promise<string> {
 }
 
 /** The page, with every request to another origin refused and recorded. */
-async function openPage(base = url): Promise<{ page: Page; foreign: string[]; errors: string[] }> {
-  const page = await browser.newPage({ viewport: { width: 1280, height: 1000 } });
+async function openPage(base = url, on = browser, query = ""): Promise<{ page: Page; foreign: string[]; errors: string[] }> {
+  const page = await on.newPage({ viewport: { width: 1280, height: 1000 } });
   const foreign: string[] = [];
   const errors: string[] = [];
   await page.route("**/*", (route) => {
@@ -85,7 +85,7 @@ async function openPage(base = url): Promise<{ page: Page; foreign: string[]; er
     return route.abort();
   });
   page.on("pageerror", (e) => errors.push(e.message));
-  await page.goto(`${base}train.html`);
+  await page.goto(`${base}train.html${query}`);
   await page.waitForFunction(() => window.vggTrain?.state === "ready", null, { timeout: 60_000 });
   return { page, foreign, errors };
 }
@@ -250,4 +250,36 @@ test("a fresh model's accuracy rises in the page; its download gives `vgg predic
   assert.ok(Math.abs((top?.[0].probability ?? 0) - nodeTop[0].probability) < 1e-4);
   assert.deepEqual(foreign, []);
   await page.close();
+});
+
+/** WebGPU on SwiftShader's CPU Vulkan: a smoke test of the WebGPU path (or of its fallback to WASM, said in the page). */
+const WEBGPU_ARGS = [
+  "--enable-unsafe-webgpu",
+  "--enable-features=Vulkan",
+  "--use-vulkan=swiftshader",
+  "--use-webgpu-adapter=swiftshader",
+  "--use-angle=swiftshader",
+];
+
+test("training with backend auto on WebGPU (SwiftShader): steps run, and the page names its engine", {
+  skip,
+  timeout: 300_000,
+}, async (t) => {
+  const gpu = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ["--headless", "--no-sandbox", ...WEBGPU_ARGS] });
+  try {
+    const { page, foreign } = await openPage(freshUrl, gpu, "?backend=auto");
+    await page.evaluate(() => window.vggTrain?.loadData(64));
+    await page.evaluate(() => window.vggTrain?.train({ steps: 4, trains: "all", batchSize: 16, lr: 0.05 }));
+    const steps = await page.evaluate(() => window.vggTrain?.steps ?? []);
+    assert.equal(steps.length, 4);
+    assert.ok(steps.every((s) => Number.isFinite(s.loss)));
+    const backend = await page.evaluate(() => window.vggTrain?.backend);
+    const engine = (await page.textContent("#engine")) ?? "";
+    t.diagnostic(`engine: ${engine}; ${steps.map((s) => s.imagesPerSecond.toFixed(1)).join(", ")} images/s`);
+    assert.ok(backend === "webgpu" || /WebGPU|adapter/.test(engine), `on ${backend} without saying why: ${engine}`);
+    assert.deepEqual(foreign, []);
+    await page.screenshot({ path: join(OUT, "web-train-webgpu.png"), fullPage: true });
+  } finally {
+    await gpu.close();
+  }
 });

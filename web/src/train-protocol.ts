@@ -10,6 +10,8 @@ export interface TrainInit {
   /** ORT's .mjs/.wasm files, an absolute URL on this origin. */
   wasmPaths: string;
   threads?: number;
+  /** "auto": WebGPU when the browser has an adapter and the step runs there, else WASM (and the page says why). */
+  backend: "auto" | "wasm" | "webgpu";
   arch: string;
   options: ModelOptions;
   /** safetensors bytes to start from (a `vgg train` checkpoint), or null: a fresh initialisation from `seed`. */
@@ -44,7 +46,9 @@ export interface StepReport {
 }
 
 export type FromWorker =
-  | { type: "ready"; backend: string; threads: number; params: number; trained: number; summary: string }
+  | { type: "ready"; backend: string; fallbackReason?: string; threads: number; params: number; trained: number; summary: string }
+  /** The step failed on WebGPU and runs on WASM from now on. */
+  | { type: "fallback"; reason: string }
   | ({ type: "step" } & StepReport)
   | { type: "stopped"; step: number }
   | { type: "logits"; id: number; data: Float32Array }

@@ -54,14 +54,22 @@ async function start(init: TrainInit): Promise<void> {
   const freeze = frozenLayers(model, init.trains);
   const sgd = { momentum: init.momentum, weightDecay: init.weightDecay, nesterov: false, decayExempt: "none" as const, freeze };
   const step = buildTrainStep(model, { ...sgd, batchSize: init.batchSize, frozenWeights: freeze > 0 ? weights : undefined });
-  const session = await createSession(encodeModel(step.spec), { ...TRAIN_SESSION_OPTIONS, backend: "wasm" });
+  const session = await createSession(encodeModel(step.spec), { ...TRAIN_SESSION_OPTIONS, backend: init.backend });
   run = { init, model, weights, momentum: zeroMomentum(model, sgd), step, session, steps: 0 };
   const trained = step.state.filter((e) => e.kind === "param").reduce((n, e) => n + numel(e.shape), 0);
   const params = stateSpec(model)
     .filter((e) => e.param.trainable)
     .reduce((n, e) => n + numel(e.param.shape), 0);
   const what = init.trains === "all" ? "everything" : init.trains === "classifier" ? "the classifier" : "the last FC layer";
-  post({ type: "ready", backend: session.backend, threads: rt.threads, params, trained, summary: `training ${what}` });
+  post({
+    type: "ready",
+    backend: session.backend,
+    fallbackReason: session.fallbackReason,
+    threads: rt.threads,
+    params,
+    trained,
+    summary: `training ${what}`,
+  });
 }
 
 /** `steps` more steps over the data in order (epoch after epoch; a last partial batch is left out), or until stop. */
@@ -87,7 +95,7 @@ async function train(steps: number): Promise<void> {
       lr: r.init.lr,
       seed,
     });
-    const out = await r.session.run(feeds);
+    const out = await runStep(r, feeds);
     for (const e of r.step.state) (e.kind === "momentum" ? r.momentum : r.weights).set(e.input, out[e.output]);
     r.steps++;
     const ms = performance.now() - t0;
@@ -106,6 +114,23 @@ async function train(steps: number): Promise<void> {
     await new Promise((res) => setTimeout(res, 0));
   }
   post({ type: "stopped", step: r.steps });
+}
+
+/**
+ * One step; on WebGPU a failure (an op the provider cannot run in this graph) moves the run to WASM for good, with
+ * the step retried there from the same state (a failed run changes no state: the outputs are never applied).
+ */
+async function runStep(r: Run, feeds: Parameters<WebSession["run"]>[0]): ReturnType<WebSession["run"]> {
+  try {
+    return await r.session.run(feeds);
+  } catch (err) {
+    if (r.session.backend !== "webgpu") throw err;
+    const reason = `WebGPU failed: ${err instanceof Error ? err.message.split("\n")[0] : String(err)}`;
+    await r.session.release();
+    r.session = await createSession(encodeModel(r.step.spec), { ...TRAIN_SESSION_OPTIONS, backend: "wasm" });
+    post({ type: "fallback", reason });
+    return r.session.run(feeds);
+  }
 }
 
 async function classify(id: number, x: Float32Array): Promise<void> {

@@ -20,6 +20,18 @@ Chart.register(...registerables);
 /** A fresh model when no checkpoint is served: small enough to train in a tab. */
 const FRESH = { arch: "vgg11_bn", options: { widthDivisor: 16, head: "compact", inputSize: 32, dropout: 0 } as ModelOptions };
 
+/** What a training run is asked for; unset values come from the page's inputs (the backend: ?backend=, else auto). */
+interface TrainOptions {
+  steps: number;
+  batchSize?: number;
+  lr?: number;
+  momentum?: number;
+  weightDecay?: number;
+  trains?: Trains;
+  seed?: number;
+  backend?: TrainInit["backend"];
+}
+
 interface ClassBox {
   name: string;
   images: Image[];
@@ -36,15 +48,7 @@ declare global {
       /** Loads `n` images of the served data set into the class boxes. */
       loadData(n: number): Promise<void>;
       /** Starts (or continues) training for `steps` steps with these settings; resolves when they are done. */
-      train(o: {
-        steps: number;
-        batchSize?: number;
-        lr?: number;
-        momentum?: number;
-        trains?: Trains;
-        seed?: number;
-        weightDecay?: number;
-      }): Promise<void>;
+      train(o: TrainOptions): Promise<void>;
       classify(file: Blob): Promise<ClassScore[]>;
       exportWeights(): Promise<Uint8Array>;
     };
@@ -73,10 +77,11 @@ async function fetchOk(url: string): Promise<Response> {
 class Trainer {
   readonly worker = new Worker(new URL("./train-worker.js", import.meta.url), { type: "module" });
   private waiting: ((m: FromWorker) => boolean)[] = [];
-  constructor(onStep: (s: StepReport) => void, onError: (message: string) => void) {
+  constructor(onStep: (s: StepReport) => void, onError: (message: string) => void, onFallback: (reason: string) => void) {
     this.worker.onmessage = (ev: MessageEvent<FromWorker>) => {
       const m = ev.data;
       if (m.type === "step") onStep(m);
+      if (m.type === "fallback") onFallback(m.reason);
       if (m.type === "error") onError(m.message);
       this.waiting = this.waiting.filter((w) => !w(m));
     };
@@ -145,6 +150,13 @@ async function main(): Promise<void> {
       `step ${s.step} (epoch ${s.epoch}): loss ${s.loss.toFixed(4)}, batch accuracy ${(100 * s.acc).toFixed(1)}%, ${s.ms.toFixed(0)} ms per step, ${s.imagesPerSecond.toFixed(1)} images/s`;
   };
   const onError = (message: string) => setState("error", `Training failed: ${message}`);
+  let threads = 1;
+  const showEngine = (backend: string, n: number, why?: string) => {
+    threads = n;
+    $("engine").textContent =
+      `${backend === "webgpu" ? "WebGPU" : `WASM, ${n} thread${n === 1 ? "" : "s"}`} (in a worker)${why ? ` · ${why}` : ""}`;
+    if (window.vggTrain) window.vggTrain.backend = backend;
+  };
 
   /** The channels the model takes: the checkpoint's, else the data's (1 for Fashion-MNIST), else RGB. */
   const channels = (): 1 | 3 => (ck ? ck.preprocessing.channels : (served?.images[0]?.c ?? 3) === 1 ? 1 : 3);
@@ -241,26 +253,27 @@ async function main(): Promise<void> {
     return { x, y: Int32Array.from(pairs, (q) => q.label) };
   }
 
-  async function train(o: {
-    steps: number;
-    batchSize?: number;
-    lr?: number;
-    momentum?: number;
-    trains?: Trains;
-    seed?: number;
-    weightDecay?: number;
-  }): Promise<void> {
+  async function train(o: TrainOptions): Promise<void> {
     const { p, stats, preset } = preprocessing();
     const trains =
       o.trains ?? ((document.querySelector('input[name="trains"]:checked') as HTMLInputElement | null)?.value as Trains) ?? "last";
     const batchSize = o.batchSize ?? Number(($("batch") as HTMLInputElement).value);
-    const settings = JSON.stringify({ trains, batchSize, lr: o.lr, momentum: o.momentum, seed: o.seed, classes: boxes.map((b) => b.name) });
+    const backend = o.backend ?? (new URLSearchParams(location.search).get("backend") as TrainInit["backend"] | null) ?? "auto";
+    const settings = JSON.stringify({
+      trains,
+      batchSize,
+      lr: o.lr,
+      momentum: o.momentum,
+      seed: o.seed,
+      backend,
+      classes: boxes.map((b) => b.name),
+    });
     if (!trainer || settings !== started) {
       trainer?.worker.terminate();
       steps.length = 0;
       chart.data.labels = [];
       for (const ds of chart.data.datasets) ds.data = [];
-      trainer = new Trainer(onStep, onError);
+      trainer = new Trainer(onStep, onError, (reason) => showEngine("wasm", threads, reason));
       const labels = boxes.map((b) => b.name);
       const options: ModelOptions = ck
         ? { ...(ck.meta.options as ModelOptions), numClasses: labels.length }
@@ -280,6 +293,7 @@ async function main(): Promise<void> {
       const init: TrainInit = {
         type: "init",
         wasmPaths: new URL(ORT_DIR, document.baseURI).href,
+        backend,
         arch: ck ? ck.meta.arch : FRESH.arch,
         options,
         weights,
@@ -294,11 +308,9 @@ async function main(): Promise<void> {
       setState("running", "Building the training step…");
       trainer.send(init, weights ? [weights] : []);
       const ready = await trainer.next((m) => (m.type === "ready" ? m : undefined));
-      $("engine").textContent =
-        `${ready.backend === "webgpu" ? "WebGPU" : `WASM, ${ready.threads} thread${ready.threads === 1 ? "" : "s"}`} (in a worker)`;
+      showEngine(ready.backend, ready.threads, ready.fallbackReason);
       $("model-desc").textContent =
         `${init.arch}, ${labels.length} classes: ${ready.summary}, ${ready.trained.toLocaleString("en-US")} of ${ready.params.toLocaleString("en-US")} parameters`;
-      if (window.vggTrain) window.vggTrain.backend = ready.backend;
       const data = trainingData(p);
       trainer.send({ type: "data", ...data }, [data.x.buffer, data.y.buffer]);
       started = settings;
