@@ -31,7 +31,7 @@ const NOT_RUN: [RegExp, string][] = [
     /^vgg weights pull /,
     "downloads 1 GB from download.pytorch.org; `vgg weights pull` runs against a loopback mirror in weights-hub.test.ts",
   ],
-  [/^vgg serve-demo /, "a server that runs until stopped; serve-demo.test.ts and web-demo.test.ts start it on port 0 and stop it"],
+  [/^vgg serve-demo /, "a server that runs until stopped; serve-demo, web-demo and web-train tests start it on port 0 and stop it"],
   [/^vgg serve /, "a server that runs until stopped; serve.test.ts starts it (files, --weights, several models) on port 0"],
   [/^python3 scripts\/oip_client\.py /, "a client of a running server (above); serve-clients.test.ts runs it against one"],
   [/^docker run .*tritonserver /, "Triton's container (Docker, a multi-GB image); triton-export.test.ts checks the repository it is given"],
