@@ -14,6 +14,13 @@ import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 import sharp from "sharp";
 
+/** The pages' globals these measurements read (the pages' CSP forbids evaluating strings, so predicates are functions). */
+declare const document: { body: { dataset: Record<string, string | undefined> } };
+declare const window: {
+  vggTrain?: { state: string; steps: { imagesPerSecond: number }[]; loadData(n: number): Promise<void>; train(o: object): Promise<void> };
+  vggDemo?: { results: { ms: { inference: number } }[] };
+};
+
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const BIN = join(ROOT, "bin", "vgg.js");
 const arg = (name: string, def: string) => {
@@ -70,17 +77,16 @@ async function main(): Promise<void> {
   const browser = await chromium.launch({ executablePath: "/usr/bin/chromium", headless: true, args: ["--headless", "--no-sandbox"] });
   const page = await browser.newPage();
   await page.goto(`${server.url}train.html?backend=wasm`);
-  await page.waitForFunction("window.vggTrain?.state === 'ready'", null, { timeout: 60_000 });
-  await page.evaluate(`window.vggTrain.loadData(${batch * 32})`);
+  await page.waitForFunction(() => window.vggTrain?.state === "ready", null, { timeout: 60_000 });
+  await page.evaluate((n) => window.vggTrain?.loadData(n), batch * 32);
   const inPage: number[] = [];
   const inNode: number[] = [];
   for (let r = 0; r < rounds; r++) {
     // Each round: `steps` more steps in the page (the first round's first steps are its warm-up), then Node.
-    const before = (await page.evaluate("window.vggTrain.steps.length")) as number;
-    await page.evaluate(`window.vggTrain.train({ steps: ${steps}, trains: "all", batchSize: ${batch}, lr: 0.05 })`);
-    const ips = (await page.evaluate(
-      `window.vggTrain.steps.slice(${before + (r === 0 ? 3 : 0)}).map((s) => s.imagesPerSecond)`,
-    )) as number[];
+    const before = await page.evaluate(() => window.vggTrain?.steps.length ?? 0);
+    await page.evaluate((o) => window.vggTrain?.train({ ...o, trains: "all", lr: 0.05 }), { steps, batchSize: batch });
+    const from = before + (r === 0 ? 3 : 0);
+    const ips = await page.evaluate((k) => (window.vggTrain?.steps ?? []).slice(k).map((s) => s.imagesPerSecond), from);
     inPage.push(median(ips));
     const node = JSON.parse(vgg(["bench", "train", ...MODEL, "--batch", String(batch), "--steps", String(steps), "--json"])) as {
       imagesPerSecond: number;
@@ -134,12 +140,12 @@ async function vgg16Int8(): Promise<string> {
   const browser = await chromium.launch({ executablePath: "/usr/bin/chromium", headless: true, args: ["--headless", "--no-sandbox"] });
   const page = await browser.newPage();
   await page.goto(server.url);
-  await page.waitForFunction("document.body.dataset.state === 'ready'", null, { timeout: 300_000 });
+  await page.waitForFunction(() => document.body.dataset.state === "ready", null, { timeout: 300_000 });
   const times: number[] = [];
   for (let i = 0; i < 5; i++) {
     await page.setInputFiles("#file", join(pics, `p${i % 4}.png`));
-    await page.waitForFunction(`window.vggDemo.results.length === ${i + 1}`, null, { timeout: 120_000 });
-    times.push((await page.evaluate(`window.vggDemo.results[${i}].ms.inference`)) as number);
+    await page.waitForFunction((k) => (window.vggDemo?.results.length ?? 0) > k, i, { timeout: 120_000 });
+    times.push(await page.evaluate((k) => window.vggDemo?.results[k].ms.inference ?? Number.NaN, i));
   }
   const engine = await page.textContent("#engine");
   await browser.close();
