@@ -88,7 +88,7 @@ export function parseInferRequest(body: Uint8Array, headerLength?: string): Infe
   }
   if (!isObject(doc)) throw new ProtocolError("the request body must be a JSON object with 'inputs'");
   if (!Array.isArray(doc.inputs) || doc.inputs.length === 0) throw new ProtocolError("the request has no 'inputs' (a non-empty array)");
-  const binary = { body, at: jsonEnd };
+  const binary = { body, at: jsonEnd, jsonEnd };
   const inputs = doc.inputs.map((t, i) => parseInput(t, i, binary));
   if (binary.at !== body.length) {
     throw new ProtocolError(`the body has ${body.length - binary.at} bytes after the inputs' binary data (binary_data_size too small?)`);
@@ -108,7 +108,7 @@ export function parseInferRequest(body: Uint8Array, headerLength?: string): Infe
   return { id, inputs, outputs, binaryOutputs };
 }
 
-function parseInput(t: unknown, i: number, binary: { body: Uint8Array; at: number }): RequestTensor {
+function parseInput(t: unknown, i: number, binary: { body: Uint8Array; at: number; jsonEnd: number }): RequestTensor {
   if (!isObject(t)) throw new ProtocolError(`inputs[${i}] is not an object`);
   const name = t.name;
   if (typeof name !== "string") throw new ProtocolError(`inputs[${i}] has no 'name'`);
@@ -143,35 +143,47 @@ function parseInput(t: unknown, i: number, binary: { body: Uint8Array; at: numbe
     if (t.data !== undefined) throw new ProtocolError(`${where} has both binary data and 'data'`);
   } else {
     if (t.data === undefined) throw new ProtocolError(`${where} has no 'data' (and no binary_data_size)`);
-    data = fromJson(t.data, ctor, datatype, count, where);
+    // Each JSON element takes 2 bytes at least ("0,"): a shape beyond that is refused before its array is allocated.
+    if (count > binary.jsonEnd / 2)
+      throw new ProtocolError(`${where}: shape [${shape.join(", ")}] is ${count} elements, more than ${binary.jsonEnd} bytes of JSON hold`);
+    data = fromJson(t.data, ctor, datatype, count, shape.length, where);
   }
   return { name, shape, datatype, data };
 }
+
+/** A size as a message shows it: String() of a nested array recurses (a deep one overflows the stack). */
+const shown = (d: unknown) =>
+  typeof d === "number" ? String(d) : typeof d === "string" ? JSON.stringify(d.slice(0, 20)) : d === null ? "null" : typeof d;
 
 function parseShape(s: unknown, where: string): number[] {
   if (!Array.isArray(s)) throw new ProtocolError(`${where} has no 'shape' (an array of sizes)`);
   if (s.length > 8) throw new ProtocolError(`${where}: shape has ${s.length} dimensions`);
   for (const d of s) {
     if (typeof d !== "number" || !Number.isSafeInteger(d) || d < 0)
-      throw new ProtocolError(`${where}: shape [${s.map(String).join(", ")}] has a size that is not a non-negative integer`);
+      throw new ProtocolError(`${where}: shape [${s.map(shown).join(", ")}] has a size that is not a non-negative integer`);
   }
   return s as number[];
 }
 
-/** `data` as JSON: flat or nested row-major; every leaf a number (booleans for BOOL). */
-function fromJson(v: unknown, ctor: Ctor, datatype: string, count: number, where: string): TypedData {
+/** `data` as JSON: flat or nested row-major (no deeper than the shape's rank); every leaf a number (booleans for BOOL). */
+function fromJson(v: unknown, ctor: Ctor, datatype: string, count: number, rank: number, where: string): TypedData {
   const out = new ctor(count);
   let n = 0;
-  const put = (x: unknown): void => {
+  const put = (x: unknown, depth: number): void => {
     if (Array.isArray(x)) {
-      for (const y of x) put(y);
+      // Bounded, so that nesting cannot exhaust the stack (JSON.parse itself takes any depth).
+      if (depth >= Math.max(rank, 1)) throw new ProtocolError(`${where}: 'data' is nested deeper than its shape's ${rank} dimensions`);
+      for (const y of x) put(y, depth + 1);
       return;
     }
     if (n >= count) throw new ProtocolError(`${where}: 'data' holds more than the ${count} elements its shape says`);
     let num: number;
     if (typeof x === "number") num = x;
     else if (typeof x === "boolean" && datatype === "BOOL") num = x ? 1 : 0;
-    else throw new ProtocolError(`${where}: 'data' holds ${JSON.stringify(x)?.slice(0, 40)}, not a number`);
+    else {
+      const shown = typeof x === "string" ? JSON.stringify(x.slice(0, 40)) : x === null ? "null" : typeof x;
+      throw new ProtocolError(`${where}: 'data' holds ${shown}, not a number`);
+    }
     if (datatype === "INT64") {
       if (!Number.isSafeInteger(num)) throw new ProtocolError(`${where}: ${num} is not an integer`);
       (out as BigInt64Array)[n++] = BigInt(num);
@@ -179,7 +191,7 @@ function fromJson(v: unknown, ctor: Ctor, datatype: string, count: number, where
       throw new ProtocolError(`${where}: ${num} is not an integer (${datatype})`);
     } else (out as Float32Array)[n++] = num;
   };
-  put(v);
+  put(v, 0);
   if (n !== count) throw new ProtocolError(`${where}: 'data' holds ${n} elements, its shape says ${count}`);
   return out;
 }

@@ -7,6 +7,7 @@
  */
 import * as http from "node:http";
 import type { AddressInfo } from "node:net";
+import type { Duplex } from "node:stream";
 import { VggError } from "../errors.js";
 import { QueueFull } from "./batcher.js";
 import { encodeInferResponse, ProtocolError, parseInferRequest } from "./codec.js";
@@ -56,6 +57,11 @@ export class InferenceServer {
         void this.handle(req, res);
       },
     );
+    // node drops a CONNECT without a word unless someone listens: answer it as any other method not allowed.
+    this.http.on("connect", (_req: http.IncomingMessage, socket: Duplex) => {
+      socket.on("error", () => {});
+      socket.end("HTTP/1.1 405 Method Not Allowed\r\nAllow: GET, HEAD, POST\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    });
     // A client that stops reading its answer (or sends nothing on an open connection) is dropped too.
     this.http.setTimeout(timeout);
     this.http.keepAliveTimeout = 5000;
@@ -91,12 +97,19 @@ export class InferenceServer {
     const t0 = performance.now();
     const url = (req.url ?? "/").replace(/[?#].*$/, "");
     const route = routeOf(url);
+    // The idle timeout drops a client that stops sending or reading, not one whose request waits its turn in the
+    // queue (no bytes move meanwhile): without this listener node destroys the socket and the answer is lost.
+    let replying = false;
+    res.on("timeout", () => {
+      if (!req.complete || replying) res.destroy();
+    });
     let reply: Reply;
     try {
       reply = await this.answer(req, route, url);
     } catch (err) {
       reply = errorReply(err);
     }
+    replying = true;
     if (this.draining) reply.headers = { ...reply.headers, Connection: "close" };
     // Past a refused body the rest of it is not read: the connection cannot carry another request.
     if (reply.status === 413) reply.headers = { ...reply.headers, Connection: "close" };
@@ -105,7 +118,9 @@ export class InferenceServer {
       res.writeHead(reply.status, { "Content-Length": String(body.length), ...reply.headers });
       res.end(req.method === "HEAD" ? undefined : body);
     }
-    this.metrics.request(route.model ?? "", route.endpoint, reply.status, (performance.now() - t0) / 1000);
+    // Labelled by served models only: a label per name in the URL would let any client grow the metrics without bound.
+    const model = route.model !== undefined && this.models.has(route.model) ? route.model : "";
+    this.metrics.request(model, route.endpoint, reply.status, (performance.now() - t0) / 1000);
   }
 
   private async answer(req: http.IncomingMessage, route: Route, url: string): Promise<Reply> {
