@@ -19,6 +19,7 @@ import { predictFiles } from "../predict/predict.js";
 import { Predictor } from "../predict/predictor.js";
 import { loadImage, weightsPreprocessing } from "../predict/preprocess.js";
 import { type ClassScore, softmax, topK } from "../predict/topk.js";
+import { type Device, type DeviceChoice, resolveDevice } from "../runtime/device.js";
 import { numel, type StateDict, type Tensor } from "../tensor.js";
 import { resolveWeights } from "../weights/hub.js";
 import { loadStateDict } from "../weights/index.js";
@@ -40,7 +41,10 @@ export interface CreateModelOptions extends ModelOptions, PrecisionOptions {
   /** Class names, or a file of them (default: the checkpoint's, ImageNet's for 1000 classes, else indices). */
   labels?: readonly string[] | string;
   threads?: number;
-  /** Where download notes and fine-tuning notes go, with a progress bar on a terminal (default: nowhere, no bar). */
+  /** Where ORT runs: cpu (default), webgpu (the GPU through ORT's WebGPU provider; needs a Vulkan driver), or auto
+   * (webgpu when an adapter exists, else cpu, with a note to `log`). `VggNet.device` says which it is. */
+  device?: DeviceChoice;
+  /** Where download notes, fine-tuning notes and the device note go, with a progress bar on a terminal (default: nowhere, no bar). */
   log?: (line: string) => void;
 }
 
@@ -58,6 +62,11 @@ export class VggNet {
     private readonly weights: () => Promise<StateDict>,
     private readonly opts: CreateModelOptions,
   ) {}
+
+  /** The device the model runs on (createModel resolves "auto"). */
+  get device(): Device {
+    return this.opts.device === "webgpu" ? "webgpu" : "cpu";
+  }
 
   /** Per tap: channels, stride, spatial size at the input size (timm's feature_info). */
   get featureInfo(): FeatureInfo[] {
@@ -172,7 +181,9 @@ function labelsFor(o: CreateModelOptions, meta: ModelMeta | undefined, numClasse
  * A VGG ready to classify and to give features. `arch` may be omitted (undefined) when the weights are a `vgg train`
  * checkpoint, which names its own.
  */
-export async function createModel(arch: string | undefined, o: CreateModelOptions = {}): Promise<VggNet> {
+export async function createModel(arch: string | undefined, given: CreateModelOptions = {}): Promise<VggNet> {
+  // Once, before any session: "auto" becomes the device every session of this model runs on.
+  const o: CreateModelOptions = { ...given, device: await resolveDevice(given.device, given.log) };
   const path = o.weights ? await resolveWeights(o.weights, { arch, log: o.log, progress: o.log ? undefined : false }) : undefined;
   const meta = path?.endsWith(".safetensors") ? readModelMeta(path) : undefined;
   const name = arch ?? meta?.arch;

@@ -3,7 +3,7 @@ import { checkMemory, estimateTraining } from "../graph/memory.js";
 import { benchTrain } from "../train/throughput.js";
 import { buildModel } from "../zoo/model.js";
 import { addTimingOptions, type TimingFlags } from "./bench.js";
-import { addArchOptions, describeOption, type ModelFlags, modelOptions } from "./options.js";
+import { addArchOptions, addDeviceOption, commandDevice, describeOption, type ModelFlags, modelOptions } from "./options.js";
 
 interface Flags extends ModelFlags, TimingFlags {
   inputSize: number;
@@ -29,8 +29,10 @@ export function register(program: Command): void {
       .option("--json", "print one JSON line"),
   );
   // Dropout off by default, as in the PyTorch peer of `npm run bench`.
+  addDeviceOption(cmd);
   describeOption(cmd, "--dropout", "dropout rate of fc6/fc7 (default 0 here)");
   cmd.action(async (o: Flags) => {
+    const device = await commandDevice(o.device);
     const model = { ...modelOptions(o), dropout: o.dropout ?? 0 };
     checkMemory(
       `training ${o.arch} at batch ${o.batch}`,
@@ -44,11 +46,12 @@ export function register(program: Command): void {
       steps: o.steps,
       warmup: o.warmup,
       threads: o.threads,
+      device,
       profilePrefix: o.profile,
     });
     if (o.json) return console.log(JSON.stringify(r));
     console.log(
-      `${r.arch} ${r.inputSize}x${r.inputSize} batch ${r.batch}: ${r.imagesPerSecond.toFixed(1)} img/s (best ${r.bestImagesPerSecond.toFixed(1)}), ${r.msPerStep.toFixed(0)} ms/step, ~${r.gflops.toFixed(0)} GFLOP/s`,
+      `${r.arch} ${r.inputSize}x${r.inputSize} batch ${r.batch} on ${r.device}: ${r.imagesPerSecond.toFixed(1)} img/s (best ${r.bestImagesPerSecond.toFixed(1)}), ${r.msPerStep.toFixed(0)} ms/step, ~${r.gflops.toFixed(0)} GFLOP/s`,
     );
     console.log(`graph build + session ${r.buildMs.toFixed(0)} ms, peak RSS ${r.peakRssMB.toFixed(0)} MB`);
   });

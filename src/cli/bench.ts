@@ -2,9 +2,10 @@ import type { Command } from "commander";
 import { checkMemory, estimateInference } from "../graph/memory.js";
 import { Predictor } from "../predict/predictor.js";
 import { Xoshiro128 } from "../random.js";
+import type { DeviceChoice } from "../runtime/device.js";
 import { float32, numel } from "../tensor.js";
 import { buildModel, macCount } from "../zoo/model.js";
-import { addModelOptions, type ModelFlags, modelOptions, positiveInt } from "./options.js";
+import { addDeviceOption, addModelOptions, commandDevice, type ModelFlags, modelOptions, positiveInt } from "./options.js";
 import { addPrecisionOptions, calibrationPreprocessing, type PrecisionFlags, precisionOptions } from "./precision-flags.js";
 
 function median(xs: number[]): number {
@@ -19,6 +20,7 @@ export interface TimingFlags {
   inputSize: number;
   warmup: number;
   threads?: number;
+  device: DeviceChoice;
   json?: boolean;
 }
 
@@ -46,7 +48,7 @@ interface BenchFlags extends ModelFlags, PrecisionFlags, TimingFlags {
 
 export function register(program: Command): void {
   const bench = program.command("bench").description("measure throughput on this machine");
-  addPrecisionOptions(
+  const infer = addPrecisionOptions(
     addModelOptions(
       addTimingOptions(bench.command("infer").description("inference images/s and GFLOP/s (weights random unless --weights)"), {
         batch: 1,
@@ -56,7 +58,9 @@ export function register(program: Command): void {
       }).option("--json", "print one JSON line"),
     ),
     { preset: true },
-  ).action(async (o: BenchFlags) => {
+  );
+  addDeviceOption(infer).action(async (o: BenchFlags) => {
+    const device = await commandDevice(o.device);
     const t0 = performance.now();
     const planned = buildModel(o.arch, modelOptions(o));
     checkMemory(`inference with ${o.arch} at batch ${o.batch}`, estimateInference(planned, o.batch), "use a smaller --batch");
@@ -69,6 +73,7 @@ export function register(program: Command): void {
       init: o.init,
       seed: o.seed,
       threads: o.threads,
+      device,
     });
     const m = p.model;
     const loadMs = performance.now() - t0;
@@ -89,6 +94,7 @@ export function register(program: Command): void {
     const ips = (o.batch * 1000) / ms;
     const r = {
       arch: m.arch,
+      device: p.device,
       precision: p.precision,
       batch: o.batch,
       inputSize: m.options.inputSize,
@@ -101,7 +107,7 @@ export function register(program: Command): void {
     if (o.json) console.log(JSON.stringify(r));
     else {
       console.log(
-        `${r.arch} ${r.precision} ${r.inputSize}x${r.inputSize} batch ${r.batch}: ${ips.toFixed(2)} img/s, ${r.gflops.toFixed(1)} GFLOP/s, ${ms.toFixed(1)} ms/batch (median of ${o.iterations})`,
+        `${r.arch} ${r.precision} ${r.inputSize}x${r.inputSize} batch ${r.batch} on ${r.device}: ${ips.toFixed(2)} img/s, ${r.gflops.toFixed(1)} GFLOP/s, ${ms.toFixed(1)} ms/batch (median of ${o.iterations})`,
       );
       console.log(`load ${loadMs.toFixed(0)} ms, peak RSS ${r.peakRssMB.toFixed(0)} MB`);
     }

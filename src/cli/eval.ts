@@ -11,11 +11,12 @@ import { evaluateProtocol, PROTOCOLS, type Protocol, parseScales, subsetSplit } 
 import { checkPrecision, type Precision } from "../graph/precision.js";
 import { Predictor } from "../predict/predictor.js";
 import { forChannels, weightsNormalization } from "../predict/preprocess.js";
+import type { DeviceChoice } from "../runtime/device.js";
 import type { Tensor } from "../tensor.js";
 import { loadWeights } from "../weights/load.js";
 import { readModelMeta } from "../weights/model-meta.js";
 import { buildModel } from "../zoo/model.js";
-import { addArchOptions, type ModelFlags, positiveInt, resolveModel } from "./options.js";
+import { addArchOptions, addDeviceOption, commandDevice, type ModelFlags, positiveInt, resolveModel } from "./options.js";
 import { addPrecisionOptions, calibrationPreprocessing, type PrecisionFlags, precisionOptions } from "./precision-flags.js";
 
 interface EvalFlags extends Omit<ModelFlags, "weights">, Omit<PrecisionFlags, "precision"> {
@@ -25,6 +26,7 @@ interface EvalFlags extends Omit<ModelFlags, "weights">, Omit<PrecisionFlags, "p
   split?: "test" | "val";
   inputSize?: number;
   threads?: number;
+  device: DeviceChoice;
   json?: boolean;
   precision: string;
   protocol: Protocol;
@@ -35,7 +37,7 @@ interface EvalFlags extends Omit<ModelFlags, "weights">, Omit<PrecisionFlags, "p
 const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
 
 export function register(program: Command): void {
-  addPrecisionOptions(
+  const cmd = addPrecisionOptions(
     addArchOptions(
       program
         .command("eval")
@@ -72,8 +74,10 @@ export function register(program: Command): void {
       calibrateHelp:
         "int8 calibration images: train[:N] (N images, default 1000, drawn from the data's training split with the evaluation transform), a float32 NCHW .npy, or a directory/pattern of image files",
     },
-  ).action(async (o: EvalFlags) => {
+  );
+  addDeviceOption(cmd).action(async (o: EvalFlags) => {
     const precisions = [...new Set(o.precision.split(",").map((p) => checkPrecision(p.trim())))];
+    const engine = { threads: o.threads, device: await commandDevice(o.device) };
     // A checkpoint written by `vgg train` describes its own model; a bare state_dict needs --arch and options.
     const meta = o.weights.endsWith(".safetensors") ? readModelMeta(o.weights) : undefined;
     const { arch, options } = resolveModel(o);
@@ -120,7 +124,7 @@ export function register(program: Command): void {
       const r = await evaluateProtocol(model, weights, sub, o.protocol, scales, {
         values: { mean: tf.mean, std: tf.std, channels: tf.channels },
         native: ds.size,
-        threads: o.threads,
+        ...engine,
       });
       const out = {
         arch,
@@ -145,7 +149,7 @@ export function register(program: Command): void {
       return;
     }
     if (precisions.length === 1 && precisions[0] === "fp32") {
-      const s = await evalWeights(model, weights, split, tf, o.threads);
+      const s = await evalWeights(model, weights, split, tf, engine);
       const normalization = { mean: tf.mean ?? null, std: tf.std ?? null };
       if (o.json) return console.log(JSON.stringify({ arch, split: splitName, ...s, normalization }));
       console.log(
@@ -174,7 +178,7 @@ export function register(program: Command): void {
     try {
       for (const p of order) {
         const po = await precisionOptions({ ...o, precision: p }, p, model.inputShape, prep, fromTrain);
-        ps.push(await Predictor.fromWeights(model, weights, { ...po, threads: o.threads }));
+        ps.push(await Predictor.fromWeights(model, weights, { ...po, ...engine }));
       }
       const { tallies, agreement } = await evaluateMany(ps, split, tf);
       const rows = order.map((p, i) => ({ precision: p, ...scores(tallies[i]), agreement: agreement[i] }));

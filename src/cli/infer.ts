@@ -3,10 +3,11 @@ import { VggError } from "../errors.js";
 import { checkMemory, estimateInference } from "../graph/memory.js";
 import { readNpy, writeNpy } from "../io/npy.js";
 import { Predictor } from "../predict/predictor.js";
+import type { DeviceChoice } from "../runtime/device.js";
 import { numel, type Tensor } from "../tensor.js";
 import { checkTaps } from "../zoo/features.js";
 import { buildModel } from "../zoo/model.js";
-import { addModelOptions, describeOption, type ModelFlags, positiveInt, resolveModel } from "./options.js";
+import { addDeviceOption, addModelOptions, commandDevice, describeOption, type ModelFlags, positiveInt, resolveModel } from "./options.js";
 import { addPrecisionOptions, calibrationPreprocessing, type PrecisionFlags, precisionOptions } from "./precision-flags.js";
 
 interface InferFlags extends ModelFlags, PrecisionFlags {
@@ -15,6 +16,7 @@ interface InferFlags extends ModelFlags, PrecisionFlags {
   tap?: string;
   batchSize: number;
   threads?: number;
+  device: DeviceChoice;
 }
 
 export function register(program: Command): void {
@@ -32,6 +34,7 @@ export function register(program: Command): void {
     ),
     { preset: true },
   );
+  addDeviceOption(cmd);
   describeOption(cmd, "--in-channels", "input channels (default: the .npy's C)");
   cmd.action(async (o: InferFlags) => {
     const t0 = performance.now();
@@ -42,6 +45,7 @@ export function register(program: Command): void {
     if (n === 0) throw new VggError(`the batch is empty (shape [${x.shape.join(", ")}])`, o.input);
     if (h !== w) throw new VggError(`images must be square, got ${h}x${w}`, o.input);
     if (o.arch && o.inChannels === undefined) o.inChannels = c;
+    const device = await commandDevice(o.device);
     const tap = o.tap ?? "logits";
     let p: Predictor;
     try {
@@ -64,6 +68,7 @@ export function register(program: Command): void {
         seed: o.seed,
         taps: [tap],
         threads: o.threads,
+        device,
       });
     } catch (err) {
       if (err instanceof VggError && !err.file && /input size/.test(err.message)) throw new VggError(err.message, o.input);

@@ -1,6 +1,7 @@
 /** Flags shared by the commands that build a model, and their parsing. */
 import { type Command, InvalidArgumentError, Option } from "commander";
 import { VggError } from "../errors.js";
+import { DEFAULT_DEVICE, DEVICES, type Device, type DeviceChoice, resolveDevice } from "../runtime/device.js";
 import { weightsFormat } from "../weights/index.js";
 import { INIT_SCHEMES, type InitScheme } from "../weights/init.js";
 import { readModelMeta } from "../weights/model-meta.js";
@@ -70,6 +71,23 @@ export function addModelOptions(cmd: Command, archRequired = true, initTakesWeig
     )
     .addOption(init.default("torchvision"))
     .option("--seed <n>", "seed for initialisation", int, 0);
+}
+
+/** --device: where ONNX Runtime runs (runtime/device.ts). */
+export function addDeviceOption(cmd: Command): Command {
+  return cmd.addOption(
+    new Option(
+      "--device <name>",
+      "where ONNX Runtime runs: cpu, webgpu (the GPU through ORT's bundled WebGPU provider; needs a Vulkan driver) or auto (webgpu when an adapter exists, else cpu)",
+    )
+      .choices(DEVICES)
+      .default(DEFAULT_DEVICE),
+  );
+}
+
+/** The device a command runs on: "webgpu" without an adapter is a one-line error, "auto" without one a note on stderr. */
+export function commandDevice(choice: DeviceChoice | undefined): Promise<Device> {
+  return resolveDevice(choice, (line) => console.error(`vgg: note: ${line}`));
 }
 
 /** Rewrites a shared flag's help for one command, where its default differs there. */

@@ -11,11 +11,12 @@ import { expandInputs, type Skipped } from "../predict/inputs.js";
 import { type Prediction, predictFiles } from "../predict/predict.js";
 import { Predictor } from "../predict/predictor.js";
 import { weightsPreprocessing } from "../predict/preprocess.js";
+import type { DeviceChoice } from "../runtime/device.js";
 import { type ModelMeta, readModelMeta } from "../weights/model-meta.js";
 import { checkTaps } from "../zoo/features.js";
 import { modelLabels } from "../zoo/labels.js";
 import { buildModel } from "../zoo/model.js";
-import { addModelOptions, type ModelFlags, positiveInt, resolveModel } from "./options.js";
+import { addDeviceOption, addModelOptions, commandDevice, type ModelFlags, positiveInt, resolveModel } from "./options.js";
 import { addPrecisionOptions, type PrecisionFlags, precisionOptions } from "./precision-flags.js";
 
 interface PredictFlags extends Omit<ModelFlags, "arch">, PrecisionFlags {
@@ -30,11 +31,12 @@ interface PredictFlags extends Omit<ModelFlags, "arch">, PrecisionFlags {
   out?: string;
   saveInput?: string;
   threads?: number;
+  device: DeviceChoice;
 }
 
 /** Model flags that a checkpoint's own description replaces (they apply with --arch only). */
 export function register(program: Command): void {
-  addPrecisionOptions(
+  const cmd = addPrecisionOptions(
     addModelOptions(
       program
         .command("predict")
@@ -61,7 +63,8 @@ export function register(program: Command): void {
       calibrateHelp:
         "int8 calibration images: a float32 NCHW .npy preprocessed as the model's input, or a directory/pattern of image files (preprocessed as the images to classify)",
     },
-  ).action(async (images: string[], o: PredictFlags) => {
+  );
+  addDeviceOption(cmd).action(async (images: string[], o: PredictFlags) => {
     const taps = o.tap ? unique(o.tap.split(",").map((s) => s.trim())) : [];
     if (taps.length > 0 && !o.out) throw new VggError("--tap needs --out DIR");
     if (o.out && taps.length === 0) throw new VggError("--out is for --tap outputs: give --tap NAME");
@@ -79,6 +82,7 @@ export function register(program: Command): void {
       return new VggError(held.length === 0 ? "no images given" : `none of the ${held.length} inputs could be read as an image`);
     };
     if (files.length === 0) throw noneRan();
+    const device = await commandDevice(o.device);
     if (o.out) {
       try {
         mkdirSync(o.out, { recursive: true });
@@ -104,6 +108,7 @@ export function register(program: Command): void {
       seed: o.seed,
       taps: ["logits", ...taps.filter((t) => t !== "logits")],
       threads: o.threads,
+      device,
     });
     const model = predictor.model;
     const numClasses = model.options.numClasses;

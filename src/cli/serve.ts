@@ -3,9 +3,10 @@ import * as fs from "node:fs";
 import { type Command, InvalidArgumentError, Option } from "commander";
 import { PRESETS, type PresetName } from "../data/preprocessing.js";
 import { VggError } from "../errors.js";
+import type { DeviceChoice } from "../runtime/device.js";
 import { type ModelSource, ServedModel } from "../serve/models.js";
 import { InferenceServer } from "../serve/server.js";
-import { type ModelFlags, port, positiveInt, resolveModel } from "./options.js";
+import { addDeviceOption, commandDevice, type ModelFlags, port, positiveInt, resolveModel } from "./options.js";
 import { PACKAGE_VERSION } from "./version.js";
 
 interface ServeFlags {
@@ -20,6 +21,7 @@ interface ServeFlags {
   maxQueue: number;
   maxBodyMb: number;
   threads?: number;
+  device: DeviceChoice;
   labels?: string;
   preset?: PresetName;
   checkpoint?: string;
@@ -39,7 +41,7 @@ function milliseconds(v: string): number {
 }
 
 export function register(program: Command): void {
-  program
+  const cmd = program
     .command("serve")
     .description("serve models over the Open Inference Protocol (KServe v2, Triton's HTTP API) with dynamic batching")
     .option("--model <file.onnx>", "a model to serve (repeat the flag for several)", collect)
@@ -55,32 +57,34 @@ export function register(program: Command): void {
     .option("--threads <n>", "ONNX Runtime threads per model (default: every core)", positiveInt)
     .option("--labels <file>", "class names for /classify: one per line, or a JSON array (default: the model's, or ImageNet's)")
     .addOption(new Option("--preset <name>", "preprocessing for /classify (default: the model's, else torchvision)").choices(PRESETS))
-    .option("--checkpoint <file.safetensors>", "the `vgg train` checkpoint a model was exported from: its labels and preprocessing")
-    .action(async (o: ServeFlags) => {
-      const sources = modelSources(o);
-      const opts = {
-        labels: o.labels,
-        preset: o.preset,
-        checkpoint: o.checkpoint,
-        threads: o.threads,
-        batching: { maxBatch: o.maxBatch, maxDelayMs: o.maxDelayMs, maxQueue: o.maxQueue },
-      };
-      let server: InferenceServer | undefined;
-      const models: ServedModel[] = [];
-      for (const src of sources) models.push(await ServedModel.describe(src, opts, (m, rows) => server?.metrics.batch(m, rows)));
-      server = new InferenceServer(models, PACKAGE_VERSION, { maxBodyBytes: o.maxBodyMb * 2 ** 20 });
-      const url = await server.listen(o.port, o.host);
-      console.log(`vgg serve: listening on ${url}/v2 (Open Inference Protocol)`);
-      stopOnSignals(server);
-      for (const m of models) {
-        await m.open();
-        const shape = (s: { name: string; shape: number[] }) => `${s.name} [${s.shape.join(", ")}]`;
-        console.log(
-          `  ${m.name}: ${m.inputs.map(shape).join(", ")} -> ${m.outputs.map(shape).join(", ")}  POST ${url}/v2/models/${encodeURIComponent(m.name)}/infer`,
-        );
-      }
-      console.log(`ready: ${models.length} model${models.length > 1 ? "s" : ""}, batches of up to ${o.maxBatch} within ${o.maxDelayMs} ms`);
-    });
+    .option("--checkpoint <file.safetensors>", "the `vgg train` checkpoint a model was exported from: its labels and preprocessing");
+  addDeviceOption(cmd).action(async (o: ServeFlags) => {
+    const sources = modelSources(o);
+    const device = await commandDevice(o.device);
+    const opts = {
+      labels: o.labels,
+      preset: o.preset,
+      checkpoint: o.checkpoint,
+      threads: o.threads,
+      device,
+      batching: { maxBatch: o.maxBatch, maxDelayMs: o.maxDelayMs, maxQueue: o.maxQueue },
+    };
+    let server: InferenceServer | undefined;
+    const models: ServedModel[] = [];
+    for (const src of sources) models.push(await ServedModel.describe(src, opts, (m, rows) => server?.metrics.batch(m, rows)));
+    server = new InferenceServer(models, PACKAGE_VERSION, { maxBodyBytes: o.maxBodyMb * 2 ** 20 });
+    const url = await server.listen(o.port, o.host);
+    console.log(`vgg serve: listening on ${url}/v2 (Open Inference Protocol)`);
+    stopOnSignals(server);
+    for (const m of models) {
+      await m.open();
+      const shape = (s: { name: string; shape: number[] }) => `${s.name} [${s.shape.join(", ")}]`;
+      console.log(
+        `  ${m.name}: ${m.inputs.map(shape).join(", ")} -> ${m.outputs.map(shape).join(", ")}  POST ${url}/v2/models/${encodeURIComponent(m.name)}/infer`,
+      );
+    }
+    console.log(`ready: ${models.length} model${models.length > 1 ? "s" : ""}, batches of up to ${o.maxBatch} within ${o.maxDelayMs} ms`);
+  });
 }
 
 /** The models the flags name, each with its name; names must be unique (they are the URLs). */

@@ -5,7 +5,7 @@ import { AUGMENTS, TRAIN_DEFAULTS as D, DEFAULT_EPOCHS, type TrainOptions, train
 import { SCHEDULES } from "../train/schedule.js";
 import { TrainInterrupted } from "../train/signals.js";
 import { train } from "../train/trainer.js";
-import { addModelOptions, describeOption, float, int, type ModelFlags, positiveInt } from "./options.js";
+import { addDeviceOption, addModelOptions, commandDevice, describeOption, float, int, type ModelFlags, positiveInt } from "./options.js";
 
 type TrainFlags = Omit<ModelFlags, "init" | "arch" | "config"> &
   Omit<TrainOptions, keyof ModelFlags> & {
@@ -84,6 +84,7 @@ export function register(program: Command): void {
     .option("--no-memory-check", "start even when the peak memory estimate exceeds the memory available");
   // --arch and --data come from the checkpoint on --resume, so they are required only for a new run.
   addModelOptions(cmd, false, true);
+  addDeviceOption(cmd);
   describeOption(cmd, "--num-classes", "classes of the last FC layer (default: the data's)");
   describeOption(cmd, "--in-channels", "input channels (default: the data's)");
   // Kept only to answer with the flag that does it: --init FILE.
@@ -92,6 +93,8 @@ export function register(program: Command): void {
     if (o.memoryCheck === false) process.env.VGG_NO_MEMORY_CHECK = "1";
     if (o.weights) throw new VggError("train takes a starting point with --init FILE|imagenet|URL, not --weights");
     const cfg = trainConfig(o);
+    // Resolved here, so that "auto" without an adapter is a note on stderr (the trainer's log is stdout).
+    cfg.device = await commandDevice(cfg.device);
     let r: Awaited<ReturnType<typeof train>>;
     try {
       r = await train(cfg);

@@ -3,7 +3,7 @@ import type { Split } from "../data/dataset.js";
 import { BatchLoader } from "../data/loader.js";
 import type { TransformConfig } from "../data/transforms.js";
 import { evalBatchSize } from "../graph/memory.js";
-import { Predictor } from "../predict/predictor.js";
+import { type EngineOptions, Predictor } from "../predict/predictor.js";
 import type { StateDict } from "../tensor.js";
 import type { VggModel } from "../zoo/model.js";
 import { addBatch, newTally, type Scores, scores, type Tally } from "./metrics.js";
@@ -79,9 +79,9 @@ export async function evalWeights(
   weights: StateDict,
   split: Split,
   tf: TransformConfig,
-  threads?: number,
+  engine: EngineOptions = {},
 ): Promise<Scores> {
-  const p = await Predictor.fromWeights(model, weights, { threads });
+  const p = await Predictor.fromWeights(model, weights, engine);
   try {
     return scores(await evaluate(p, split, tf));
   } finally {

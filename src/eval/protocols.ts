@@ -15,8 +15,9 @@ import { compileTransforms, scaledSize, type TransformConfig } from "../data/tra
 import { VggError } from "../errors.js";
 import { buildDenseGraph, denseMinMap } from "../graph/dense.js";
 import { evalBatchSize } from "../graph/memory.js";
-import { Predictor } from "../predict/predictor.js";
+import { type EngineOptions, Predictor } from "../predict/predictor.js";
 import { keyedRng, permutation } from "../random.js";
+import { type DeviceChoice, resolveDevice } from "../runtime/device.js";
 import { compileSpec, openCompiled } from "../runtime/open-graph.js";
 import type { Session } from "../runtime/ort.js";
 import type { StateDict } from "../tensor.js";
@@ -34,6 +35,8 @@ export interface ProtocolOptions {
   native: [number, number] | null;
   batchSize?: number;
   threads?: number;
+  /** Where ORT runs (cpu, webgpu, auto; default cpu). */
+  device?: DeviceChoice;
 }
 
 export interface ProtocolResult extends Scores {
@@ -152,15 +155,19 @@ class Engines {
   constructor(
     readonly model: VggModel,
     private readonly weights: StateDict,
-    private readonly threads?: number,
+    private readonly engine: EngineOptions = {},
   ) {}
   async run(kind: View, x: Float32Array, shape: number[]): Promise<Float32Array> {
     const t = { dtype: "float32" as const, shape, data: x };
     if (kind === "dense") {
-      this.dense ??= await openCompiled(compileSpec(buildDenseGraph(this.model, this.weights)), { threads: this.threads });
+      const { threads, device } = this.engine;
+      this.dense ??= await openCompiled(compileSpec(buildDenseGraph(this.model, this.weights)), {
+        threads,
+        device: await resolveDevice(device),
+      });
       return (await this.dense.run({ input: t })).logits.data as Float32Array;
     }
-    this.standard ??= await Predictor.fromWeights(this.model, this.weights, { threads: this.threads });
+    this.standard ??= await Predictor.fromWeights(this.model, this.weights, this.engine);
     return (await this.standard.run(t)).logits.data as Float32Array;
   }
   async release(): Promise<void> {
@@ -235,7 +242,7 @@ export async function evaluateProtocol(
   const n = split.indices.length;
   const post = new Float32Array(n * K);
   const kinds: View[] = protocol === "dense+multicrop" ? ["dense", "multicrop"] : [protocol];
-  const e = new Engines(model, weights, o.threads);
+  const e = new Engines(model, weights, { threads: o.threads, device: o.device });
   try {
     for (const kind of kinds) for (const q of scales) await accumulate(e, kind, q, split, o, post, 1 / (kinds.length * scales.length));
   } finally {

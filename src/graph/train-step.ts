@@ -34,6 +34,7 @@ import { opOf } from "../ops/index.js";
 import { softmaxCrossEntropy } from "../ops/loss.js";
 import { emitSgd, resolveSgd, type SgdOptions } from "../ops/sgd.js";
 import type { TrainCtx } from "../ops/types.js";
+import type { Device } from "../runtime/session.js";
 import type { DType, StateDict, Tensor } from "../tensor.js";
 import { numel } from "../tensor.js";
 import { type Layer, stateSpec, tapNames, type VggModel } from "../zoo/model.js";
@@ -60,6 +61,12 @@ export interface TrainStepOptions extends SgdOptions {
   /** With convAlgo "auto": maps of at least this many pixels take the "nchw" path (default NCHW_MIN_PIXELS). */
   nchwMinPixels?: number;
   /**
+   * The execution provider the graph is for (default "cpu"). "webgpu" emits the forms ORT's WebGPU provider runs
+   * (TrainCtx.device: BN statistics composed, float pool masks) and, with convAlgo "auto", ORT's Conv for every
+   * layer (chooseConvAlgo). The "cpu" graph does not depend on this option.
+   */
+  device?: Device;
+  /**
    * Fine-tuning: the number of leading layers frozen (resolveFreeze turns `features` or a tap name into it; default
    * 0). Frozen layers run in inference mode and get no backward, no update and no momentum buffers.
    */
@@ -82,12 +89,15 @@ export interface ConvChoice {
  * 256->512 4x4 27 vs 14, 512->512 4x4 57 vs 27, 512->512 2x2 16 vs 10, 64->64 32x32 88 vs 67; but 3->64 32x32
  * 4.8 vs 22 (three input channels leave the tile transforms all cost and no GEMM). The Winograd weight gradient
  * wins up to 8x8 maps and loses from 16x16 (see conv.ts).
+ * On WebGPU "auto" takes the "nchw" path (ORT's Conv) at every size: the measurements above are MLAS's, and the GPU's
+ * Conv needs neither the whole-batch columns nor the Gathers that build them.
  */
 export function chooseConvAlgo(
   choice: TrainStepOptions["convAlgo"],
   layer: Layer,
   batch: number,
   nchwMinPixels = NCHW_MIN_PIXELS,
+  device: Device = "cpu",
 ): ConvChoice {
   const im2col: ConvChoice = { convAlgo: "im2col", convWeightGrad: "im2col" };
   if (layer.kind !== "conv") return im2col;
@@ -100,7 +110,7 @@ export function chooseConvAlgo(
   // Below batch 32 the im2col is Pad + Slices + Concat (GATHER_MIN_BATCH): twice its 9x size at once, and slower
   // than ORT's Conv down to 28x28 (vgg11 224x224 batch 16, forward + backward per layer: 1014 vs 1103 ms at
   // 256->512 28x28, 1971 vs 2037 at 512->512 28x28; at 14x14 im2col won, 504 vs 646).
-  const large = H * W >= nchwMinPixels || (batch < GATHER_MIN_BATCH && H * W >= 28 * 28);
+  const large = device === "webgpu" || H * W >= nchwMinPixels || (batch < GATHER_MIN_BATCH && H * W >= 28 * 28);
   if (choice === "nchw" || (choice !== "im2col" && choice !== "winograd" && large)) return nchw;
   if (a.kernel !== 3 || H % 2 !== 0 || W % 2 !== 0 || choice === "im2col") return im2col;
   if (choice === "winograd") return { convAlgo: "winograd", convWeightGrad: "winograd" };
@@ -269,7 +279,8 @@ export function buildTrainStep(m: VggModel, opts: TrainStepOptions): TrainStep {
     batch: N,
     seed,
     salt: idx,
-    ...chooseConvAlgo(opts.convAlgo ?? "auto", layer, N, opts.nchwMinPixels),
+    device: opts.device,
+    ...chooseConvAlgo(opts.convAlgo ?? "auto", layer, N, opts.nchwMinPixels, opts.device),
     param(suffix: string) {
       const key = `${layer.name}.${suffix}`;
       if (!layer.params.some((p) => p.suffix === suffix)) throw new Error(`${layer.name} has no parameter ${suffix}`);

@@ -1,4 +1,4 @@
-import { f, i } from "../onnx/builder.js";
+import { f, type GraphBuilder, i } from "../onnx/builder.js";
 import { numel } from "../tensor.js";
 import { reduce, reshape } from "./emit.js";
 import { checkRank, type OpKind } from "./types.js";
@@ -17,7 +17,8 @@ export interface BatchNormAttrs {
  * The forward is ONNX BatchNormalization with training_mode=1 fed zero running statistics and momentum 0, so its
  * "running" outputs are exactly the batch mean and biased variance (ONNX's momentum weighs the old value, and its
  * running variance is the biased one: PyTorch's update is composed from those on C-vectors). One op instead of the
- * eight passes of a composed BN (on [256, 8192]: 1.0 ms vs ~3 ms).
+ * eight passes of a composed BN (on [256, 8192]: 1.0 ms vs ~3 ms). On WebGPU (TrainCtx.device) the composed BN it is:
+ * that provider rejects training_mode=1.
  * Backward, with S1 = sum dy, S2 = sum dy*x, T = sum dy*xhat = invstd (S2 - mean S1):
  *   dgamma = T, dbeta = S1, dx = A dy + B x + D with A = gamma invstd, B = -A invstd T / M, D = -A S1 / M - B mean
  * (three passes over the map: the affine B x + D is a BatchNormalization in inference mode with mean 0, var 1, eps 0).
@@ -44,20 +45,10 @@ export const batchnorm: OpKind<BatchNormAttrs> = {
     const g = ctx.g;
     const C = a.channels;
     const M = mapSize(inShape) * ctx.batch;
-    const x3 = reshape(g, x, [1, C, M]);
-    // ORT computes the two "running" outputs in place of these inputs, and its constant sharing merges equal
-    // initializers: fed initializers, the batch mean and variance overwrite other constants of the graph. So the
-    // inputs are two fresh runtime tensors; with momentum 0 their values (finite) do not matter.
     const gamma = ctx.param("weight");
     const beta = ctx.param("bias");
-    const z0 = g.op1("Sub", [gamma, gamma], undefined, `${name}_stat_in0`);
-    const z1 = g.op1("Sub", [beta, beta], undefined, `${name}_stat_in1`);
-    const [y, mean, variance] = g.op(
-      "BatchNormalization",
-      [x3, gamma, beta, z0, z1],
-      { epsilon: f(a.eps), momentum: f(0), training_mode: i(1) },
-      { outputs: [name, `${name}_mean`, `${name}_var`], name },
-    );
+    const { y, mean, variance } =
+      ctx.device === "webgpu" ? composedBn(ctx.g, x, gamma, beta, C, M, a.eps, name) : trainingBn(ctx.g, x, gamma, beta, C, M, a.eps, name);
     const invstd = g.op1("Reciprocal", [g.op1("Sqrt", [g.op1("Add", [variance, g.scalar(a.eps)])])], undefined, `${name}_invstd`);
     // Running statistics (vectors of C: negligible work).
     const m = a.momentum;
@@ -100,6 +91,38 @@ export const batchnorm: OpKind<BatchNormAttrs> = {
     return { dx: reshape(g, dx, [C, ...inShape.slice(1), ctx.batch]), grads };
   },
 };
+
+/** The batch statistics by ONNX BatchNormalization in training mode (the CPU form: one op); mean and variance [C]. */
+function trainingBn(g: GraphBuilder, x: string, gamma: string, beta: string, C: number, M: number, eps: number, name: string) {
+  // ORT computes the two "running" outputs in place of these inputs, and its constant sharing merges equal
+  // initializers: fed initializers, the batch mean and variance overwrite other constants of the graph. So the
+  // inputs are two fresh runtime tensors; with momentum 0 their values (finite) do not matter.
+  const x3 = reshape(g, x, [1, C, M]);
+  const z0 = g.op1("Sub", [gamma, gamma], undefined, `${name}_stat_in0`);
+  const z1 = g.op1("Sub", [beta, beta], undefined, `${name}_stat_in1`);
+  const [y, mean, variance] = g.op(
+    "BatchNormalization",
+    [x3, gamma, beta, z0, z1],
+    { epsilon: f(eps), momentum: f(0), training_mode: i(1) },
+    { outputs: [name, `${name}_mean`, `${name}_var`], name },
+  );
+  return { y, mean, variance };
+}
+
+/**
+ * The same statistics composed from reductions and elementwise ops (the WebGPU form: ORT's WebGPU provider, like
+ * onnxruntime-web's, rejects training_mode=1): mean, centred x, biased variance, then y = xc * (gamma invstd) + beta.
+ */
+function composedBn(g: GraphBuilder, x: string, gamma: string, beta: string, C: number, M: number, eps: number, name: string) {
+  const x2 = reshape(g, x, [C, M]);
+  const mean = reduce(g, "ReduceMean", x2, [1], true, `${name}_mean`);
+  const xc = g.op1("Sub", [x2, mean], undefined, `${name}_centred`);
+  const variance = reduce(g, "ReduceMean", g.op1("Mul", [xc, xc]), [1], true, `${name}_var`);
+  const invstd = g.op1("Reciprocal", [g.op1("Sqrt", [g.op1("Add", [variance, g.scalar(eps)])])]);
+  const scale = g.op1("Mul", [invstd, reshape(g, gamma, [C, 1])]);
+  const y = g.op1("Add", [g.op1("Mul", [xc, scale]), reshape(g, beta, [C, 1])], undefined, name);
+  return { y, mean: reshape(g, mean, [C]), variance: reshape(g, variance, [C]) };
+}
 
 function mapSize(s: number[]): number {
   return numel(s.slice(1));

@@ -51,8 +51,9 @@ export const maxpool: OpKind<MaxPoolAttrs> = {
     }
     // The backward needs only where each window's maximum is: kept as bools (1 byte per element, where x itself is 4
     // and is otherwise dead after this layer: 150 MB less at vgg16_bn 224x224 batch 8).
-    const { max, argmax } = pick2x2(g, xc, C * Ho, Wo, N, name);
-    const saved: Record<string, string> = { argmax };
+    const { max, argmax } = pick2x2(g, xc, C * Ho, Wo, N, name, ctx.device === "webgpu");
+    // The float mask (WebGPU) is kept as `mask`, ready for the backward's product; the bool one as `argmax`.
+    const saved: Record<string, string> = ctx.device === "webgpu" ? { mask: argmax } : { argmax };
     let y = max;
     if (ctx.fuse?.reluBefore) {
       y = g.op1("Relu", [max], undefined, `${name}_relu`);
@@ -70,7 +71,7 @@ export const maxpool: OpKind<MaxPoolAttrs> = {
     const Wo = Math.floor(W / k);
     let d = reshape(g, dy, [C * Ho * Wo, N]);
     if (ctx.fuse?.reluBefore) d = reluGrad(g, saved.y, d, `${name}_relu_dx`);
-    const mask = g.op1("Cast", [saved.argmax], { to: i(1) }, `${name}_mask`);
+    const mask = saved.mask ?? g.op1("Cast", [saved.argmax], { to: i(1) }, `${name}_mask`);
     let dx = reshape(g, g.op1("Mul", [mask, reshape(g, d, [C * Ho, 1, Wo, 1, N])], undefined, `${name}_dx`), [C, Ho * k, Wo * k, N]);
     if (Ho * k !== H || Wo * k !== W) {
       dx = g.op1("Pad", [dx, g.shapeConst([0, 0, 0, 0, 0, H - Ho * k, W - Wo * k, 0])]);
@@ -85,10 +86,10 @@ export const maxpool: OpKind<MaxPoolAttrs> = {
  * that is a >= b), else the second; the row: likewise with the rows' maxima. Both maxima reduce a middle axis over a
  * contiguous N (ORT's fast pattern); the rest is bool logic. (Routing dy with Where in the backward instead cost
  * 12 ms a step at vgg11_bn/2 32x32 batch 128, against 4 ms for the Cast and Mul of this mask.)
+ * With `float` (the WebGPU form), pick2x2Float.
  */
-function pick2x2(g: GraphBuilder, x: string, A: number, Wo: number, N: number, name: string) {
-  const first = (v: string, axis: number, tag: string) =>
-    g.op1("Slice", [v, g.shapeConst([0]), g.shapeConst([1]), g.shapeConst([axis])], undefined, `${name}_${tag}`);
+function pick2x2(g: GraphBuilder, x: string, A: number, Wo: number, N: number, name: string, float = false) {
+  if (float) return pick2x2Float(g, x, A, Wo, N, name);
   const rowMax = reduce(g, "ReduceMax", reshape(g, x, [A * 2 * Wo, 2, N]), [1], true, `${name}_row_max`);
   const cols = g.op1("Equal", [reshape(g, x, [A, 2, Wo, 2, N]), reshape(g, rowMax, [A, 2, Wo, 1, N])], undefined, `${name}_cols`);
   const max = reduce(g, "ReduceMax", reshape(g, rowMax, [A, 2, Wo * N]), [1], true, `${name}_max`);
@@ -96,7 +97,31 @@ function pick2x2(g: GraphBuilder, x: string, A: number, Wo: number, N: number, n
   // Index 0 keeps "first is a maximum", index 1 its negation: Xor with [false, true] along the axis.
   const pick = (v: string, shape: number[], tag: string) =>
     g.op1("Xor", [v, g.constant("bool", shape, [0, 1])], undefined, `${name}_${tag}`);
-  const col = pick(first(cols, 3, "col0"), [1, 1, 1, 2, 1], "col");
-  const row = pick(reshape(g, first(rows, 1, "row0"), [A, 1, Wo, 1, N]), [1, 2, 1, 1, 1], "row");
+  const col = pick(first(g, cols, 3, `${name}_col0`), [1, 1, 1, 2, 1], "col");
+  const row = pick(reshape(g, first(g, rows, 1, `${name}_row0`), [A, 1, Wo, 1, N]), [1, 2, 1, 1, 1], "row");
   return { max: reshape(g, max, [A * Wo, N]), argmax: g.op1("And", [col, row], undefined, `${name}_argmax`) };
+}
+
+/**
+ * pick2x2's mask in float32 (the WebGPU form): ORT's WebGPU provider has no Xor or And, nor a Slice of bools (the
+ * first graphs sliced the Equal masks on the CPU, with copies both ways: bench/results/webgpu.md), so the first
+ * element is sliced from the floats before the comparison, "first is a maximum" is cast to 0/1, |first - [0, 1]|
+ * picks it or its negation, and the product of the column's and the row's is the And.
+ */
+function pick2x2Float(g: GraphBuilder, x: string, A: number, Wo: number, N: number, name: string) {
+  const rowMax = reduce(g, "ReduceMax", reshape(g, x, [A * 2 * Wo, 2, N]), [1], true, `${name}_row_max`);
+  const rowMax3 = reshape(g, rowMax, [A, 2, Wo * N]);
+  const max = reduce(g, "ReduceMax", rowMax3, [1], true, `${name}_max`);
+  const colFirst = g.op1("Equal", [first(g, reshape(g, x, [A, 2, Wo, 2, N]), 3, `${name}_col0`), reshape(g, rowMax, [A, 2, Wo, 1, N])]);
+  const rowFirst = g.op1("Equal", [first(g, rowMax3, 1, `${name}_row0`), max]);
+  const pick = (v: string, shape: number[], tag: string) =>
+    g.op1("Abs", [g.op1("Sub", [g.op1("Cast", [v], { to: i(1) }), g.constant("float32", shape, [0, 1])])], undefined, `${name}_${tag}`);
+  const col = pick(colFirst, [1, 1, 1, 2, 1], "col");
+  const row = pick(reshape(g, rowFirst, [A, 1, Wo, 1, N]), [1, 2, 1, 1, 1], "row");
+  return { max: reshape(g, max, [A * Wo, N]), argmax: g.op1("Mul", [col, row], undefined, `${name}_argmax`) };
+}
+
+/** Index 0 of `axis` (kept as a size-1 axis). */
+function first(g: GraphBuilder, v: string, axis: number, name: string): string {
+  return g.op1("Slice", [v, g.shapeConst([0]), g.shapeConst([1]), g.shapeConst([axis])], undefined, name);
 }

@@ -3,6 +3,7 @@
  * ONNX emission. Shapes here are per sample (C, H, W or F); the batch dimension is always the graph's free "N".
  */
 import type { GraphBuilder } from "../onnx/builder.js";
+import type { Device } from "../runtime/session.js";
 
 export type Shape = number[];
 
@@ -40,6 +41,13 @@ export interface TrainCtx {
   convAlgo?: "im2col" | "winograd" | "nchw";
   /** How a conv's weight gradient is computed. Default "im2col". */
   convWeightGrad?: "im2col" | "winograd" | "taps";
+  /**
+   * The execution provider the graph is for (default "cpu"). On "webgpu" the ops emit the forms ORT's WebGPU provider
+   * runs: it rejects BatchNormalization in training mode (as onnxruntime-web's does), and has no bool logic (Xor,
+   * And) nor Slice of bools, which would put whole masks on the CPU with copies each way (measured: 10 such Slices
+   * per step, bench/results/webgpu.md). The CPU graph is the same either way.
+   */
+  device?: Device;
   /** Layer-pairing facts the walker knows, for fused emission. */
   fuse?: {
     /** conv: a BatchNorm follows, so the bias is left out of the GEMM (BN removes any per-channel constant); the

@@ -6,6 +6,7 @@
 import { VggError } from "../errors.js";
 import { buildInferenceGraph } from "../graph/infer.js";
 import { lowerPrecision, type Precision, type PrecisionOptions } from "../graph/precision.js";
+import { type Device, type DeviceChoice, resolveDevice } from "../runtime/device.js";
 import { type Compiled, compileSpec, openCompiled } from "../runtime/open-graph.js";
 import type { Session } from "../runtime/ort.js";
 import { type StateDict, shapeStr, type Tensor } from "../tensor.js";
@@ -14,14 +15,21 @@ import { type InitScheme, initWeights } from "../weights/init.js";
 import { loadWeights } from "../weights/load.js";
 import { buildModel, type ModelOptions, type VggModel } from "../zoo/model.js";
 
-export interface PredictorOptions extends ModelOptions, PrecisionOptions {
+/** Where and how ORT runs a job's sessions: threads and device, passed together from the CLI down to the sessions. */
+export interface EngineOptions {
+  /** ORT's intra-op threads (default: every core). */
+  threads?: number;
+  /** Where ORT runs: cpu (default), webgpu, or auto (webgpu when an adapter exists); see runtime/device.ts. */
+  device?: DeviceChoice;
+}
+
+export interface PredictorOptions extends ModelOptions, PrecisionOptions, EngineOptions {
   /** A .pth/.safetensors file, `imagenet`, an entry name or a URL; without it, `init` and `seed` initialise. */
   weights?: string;
   init?: InitScheme;
   seed?: number;
   /** Tap names to output (default ["logits"]). */
   taps?: string[];
-  threads?: number;
 }
 
 export class Predictor {
@@ -30,24 +38,28 @@ export class Predictor {
     readonly session: Session,
     readonly taps: string[],
     readonly precision: Precision = "fp32",
+    /** The device the session runs on ("auto" resolved). */
+    readonly device: Device = "cpu",
   ) {}
 
   static async create(arch: string, opts: PredictorOptions = {}): Promise<Predictor> {
     const model = buildModel(arch, opts);
     const taps = opts.taps ?? ["logits"];
+    const device = await resolveDevice(opts.device);
     // The weights live only inside compile(): once it returns they are garbage, before ORT loads its own copy.
     const compiled = await compile(model, () => weightsFor(model, opts), taps, opts, opts.threads);
-    return new Predictor(model, await openCompiled(compiled, { threads: opts.threads }), taps, opts.precision ?? "fp32");
+    return new Predictor(model, await openCompiled(compiled, { threads: opts.threads, device }), taps, opts.precision ?? "fp32", device);
   }
 
   static async fromWeights(
     model: VggModel,
     weights: StateDict,
-    opts: PrecisionOptions & { taps?: string[]; threads?: number } = {},
+    opts: PrecisionOptions & EngineOptions & { taps?: string[] } = {},
   ): Promise<Predictor> {
     const taps = opts.taps ?? ["logits"];
+    const device = await resolveDevice(opts.device);
     const compiled = await compile(model, async () => weights, taps, opts, opts.threads);
-    return new Predictor(model, await openCompiled(compiled, { threads: opts.threads }), taps, opts.precision ?? "fp32");
+    return new Predictor(model, await openCompiled(compiled, { threads: opts.threads, device }), taps, opts.precision ?? "fp32", device);
   }
 
   /** Run a float32 NCHW batch; returns one tensor per tap. */

@@ -5,6 +5,9 @@
  */
 import type { Tensor } from "../tensor.js";
 
+/** Where a Node session runs: the CPU, or the GPU through ORT's WebGPU provider (device.ts resolves "auto"). */
+export type Device = "cpu" | "webgpu";
+
 export interface SessionOptions {
   /** Intra-op threads; default: all cores ORT sees (the web twin: the WASM thread count, set once per page). */
   threads?: number;
@@ -22,6 +25,9 @@ export interface SessionOptions {
   memPattern?: boolean;
   /** ORT's CPU arena (default on; off costs page faults on every large tensor: 1.35x slower steps at 32x32). */
   memArena?: boolean;
+  /** Where ORT runs the graph (Node): the CPU (default), or the GPU through its WebGPU provider, nodes it lacks on the
+   * CPU. Resolved already (device.ts turns "auto" into one); the browser twin chooses by `backend` instead. */
+  device?: Device;
 }
 
 export interface Session {

@@ -6,6 +6,7 @@
  */
 import { Worker } from "node:worker_threads";
 import { VggError } from "../errors.js";
+import type { Device } from "../runtime/device.js";
 import type { Compiled } from "../runtime/open-graph.js";
 import type { Tensor } from "../tensor.js";
 
@@ -13,7 +14,7 @@ import type { Tensor } from "../tensor.js";
 export type EngineModel = { file: string } | { compiled: Compiled };
 
 export type ToEngine =
-  | { type: "open"; model: EngineModel; threads?: number }
+  | { type: "open"; model: EngineModel; threads?: number; device?: Device }
   | { type: "run"; id: number; feeds: Record<string, Tensor> }
   | { type: "close" };
 
@@ -58,7 +59,7 @@ export class Engine {
   }
 
   /** Starts the thread and creates the session there; rejects with ORT's error if the model does not load. */
-  static open(model: EngineModel, threads?: number): Promise<Engine> {
+  static open(model: EngineModel, threads?: number, device?: Device): Promise<Engine> {
     const worker = new Worker(new URL("./worker.js", import.meta.url));
     return new Promise((resolve, reject) => {
       const settle = () => {
@@ -86,7 +87,7 @@ export class Engine {
       worker.on("message", onMessage);
       worker.on("error", onError);
       worker.on("exit", onExit);
-      worker.postMessage({ type: "open", model, threads } satisfies ToEngine);
+      worker.postMessage({ type: "open", model, threads, device } satisfies ToEngine);
     });
   }
 

@@ -11,6 +11,7 @@ import { type OnnxInfo, type OnnxValueInfo, readOnnxInfo } from "../onnx/decode.
 import { weightsFor } from "../predict/predictor.js";
 import { loadImage, weightsPreprocessing } from "../predict/preprocess.js";
 import { type ClassScore, softmax, topK } from "../predict/topk.js";
+import type { Device } from "../runtime/device.js";
 import { compileSpec } from "../runtime/open-graph.js";
 import type { DType, Tensor } from "../tensor.js";
 import { readModelMeta } from "../weights/model-meta.js";
@@ -44,6 +45,8 @@ const DTYPE_OF = Object.fromEntries(Object.values(ELEM_TYPES).map((e) => [e.data
 
 export interface ServeOptions extends DemoModelOptions {
   threads?: number;
+  /** Where the sessions run (resolved: the CLI turns "auto" into one). */
+  device?: Device;
   batching: BatcherOptions;
 }
 
@@ -110,7 +113,7 @@ export class ServedModel {
 
   /** Creates the session (in its thread) and the batcher in front of it. */
   async open(): Promise<void> {
-    const engine = await Engine.open(this.source, this.opts.threads);
+    const engine = await Engine.open(this.source, this.opts.threads, this.opts.device);
     // A model with a fixed batch size cannot take concatenated requests: its batches are one request each.
     const maxBatch = this.inputs.every((i) => i.shape[0] === -1) ? this.opts.batching.maxBatch : 1;
     this.batcher = new Batcher(

@@ -23,7 +23,7 @@ function errorOf(id: number, err: unknown): FromEngine {
 async function handle(m: ToEngine): Promise<void> {
   if (m.type === "open") {
     try {
-      const opts = { threads: m.threads };
+      const opts = { threads: m.threads, device: m.device };
       session = "file" in m.model ? await createSession(m.model.file, opts) : await openCompiled(m.model.compiled, opts);
       port!.postMessage({ type: "ready", inputNames: [...session.inputNames], outputNames: [...session.outputNames] } satisfies FromEngine);
     } catch (err) {

@@ -5,6 +5,7 @@
 import { VggError } from "../errors.js";
 import type { Protocol } from "../eval/protocols.js";
 import { weightsNormalization } from "../predict/preprocess.js";
+import type { DeviceChoice } from "../runtime/device.js";
 import { INIT_SCHEMES } from "../weights/init.js";
 import { readModelMeta } from "../weights/model-meta.js";
 import { type Start, startInChannels } from "../weights/start.js";
@@ -54,6 +55,8 @@ export interface TrainOptions extends ModelFlagOptions {
   val?: number;
   workers?: number;
   threads?: number;
+  /** Where ORT runs the steps and evaluations: cpu (default), webgpu, or auto (webgpu when an adapter exists). */
+  device?: DeviceChoice;
   resume?: boolean;
   progress?: boolean;
   checkpointEvery?: number;
@@ -155,6 +158,7 @@ export function trainConfig(o: TrainOptions): TrainConfig {
     val: o.val,
     workers: o.workers,
     threads: o.threads,
+    device: o.device,
     resume: Boolean(o.resume),
     progress: o.progress ?? false,
     checkpointEvery: o.checkpointEvery,
@@ -170,6 +174,7 @@ const RESUMABLE_OVERRIDES = new Set([
   "progress",
   "workers",
   "threads",
+  "device",
   "resume",
   "out",
   "checkpointEvery",
@@ -210,6 +215,7 @@ export function resumeHint(cfg: RunConfig): string {
   const parts = ["vgg", "train", "--out", q(cfg.out), "--resume", "--epochs", String(cfg.epochs)];
   if (cfg.steps !== undefined) parts.push("--steps", String(cfg.steps));
   if (cfg.threads !== undefined) parts.push("--threads", String(cfg.threads));
+  if (cfg.device !== undefined && cfg.device !== "cpu") parts.push("--device", cfg.device);
   if (cfg.workers !== undefined) parts.push("--workers", String(cfg.workers));
   return parts.join(" ");
 }

@@ -5,6 +5,7 @@
 import { encodeTrainStep, stepFeeds, TRAIN_SESSION_OPTIONS } from "../graph/train-step.js";
 import type { SgdOptions } from "../ops/sgd.js";
 import { Xoshiro128 } from "../random.js";
+import { type Device, type DeviceChoice, resolveDevice } from "../runtime/device.js";
 import { createSession } from "../runtime/ort.js";
 import { numel, type StateDict } from "../tensor.js";
 import { initWeights } from "../weights/init.js";
@@ -17,11 +18,14 @@ export interface TrainBenchOptions extends SgdOptions {
   steps: number;
   warmup: number;
   threads?: number;
+  /** Where ORT runs the steps: cpu (default), webgpu, or auto (webgpu when an adapter exists). */
+  device?: DeviceChoice;
   profilePrefix?: string;
 }
 
 export interface TrainBenchResult {
   arch: string;
+  device: Device;
   batch: number;
   inputSize: number;
   imagesPerSecond: number;
@@ -35,9 +39,10 @@ export interface TrainBenchResult {
 
 export async function benchTrain(o: TrainBenchOptions): Promise<TrainBenchResult> {
   const m = buildModel(o.arch, o.model);
+  const device = await resolveDevice(o.device);
   const t0 = performance.now();
-  const step = encodeTrainStep(m, { ...o, batchSize: o.batch });
-  const session = await createSession(step.bytes, { ...TRAIN_SESSION_OPTIONS, threads: o.threads, profilePrefix: o.profilePrefix });
+  const step = encodeTrainStep(m, { ...o, batchSize: o.batch, device });
+  const session = await createSession(step.bytes, { ...TRAIN_SESSION_OPTIONS, threads: o.threads, profilePrefix: o.profilePrefix, device });
   const buildMs = performance.now() - t0;
   let weights: StateDict = initWeights(m, "torchvision", 0);
   let momentum: StateDict = new Map();
@@ -70,6 +75,7 @@ export async function benchTrain(o: TrainBenchOptions): Promise<TrainBenchResult
   const ips = (o.batch * 1000) / ms;
   return {
     arch: m.arch,
+    device,
     batch: o.batch,
     inputSize: m.options.inputSize,
     imagesPerSecond: ips,

@@ -25,8 +25,10 @@ import { evaluateProtocol, type Protocol } from "../eval/protocols.js";
 import { checkMemory, estimateTraining } from "../graph/memory.js";
 import { encodeTrainStep, resolveFreeze, stepFeeds, TRAIN_SESSION_OPTIONS, zeroMomentum } from "../graph/train-step.js";
 import { fsError, writeTextAtomic } from "../io/atomic.js";
+import type { EngineOptions } from "../predict/predictor.js";
 import { forChannels } from "../predict/preprocess.js";
 import { hash32 } from "../random.js";
+import { resolveDevice } from "../runtime/device.js";
 import { createSession, type Session } from "../runtime/ort.js";
 import type { StateDict } from "../tensor.js";
 import { initFromFile } from "../weights/init-from.js";
@@ -119,6 +121,11 @@ interface Run {
   metricsPath: string;
 }
 
+/** The threads and device the run's sessions use. */
+function engineOf(cfg: RunConfig): EngineOptions {
+  return { threads: cfg.threads, device: cfg.device };
+}
+
 /** A step graph for one batch size and its session. */
 type StepGraph = { step: Omit<ReturnType<typeof encodeTrainStep>, "bytes">; session: Session };
 
@@ -154,7 +161,8 @@ function runSettings(cfgIn: TrainConfig, log: Log): { cfg: RunConfig; ckpt?: Che
 
 /** Data, model, transforms and the starting state (fresh, or the checkpoint's). */
 async function setUp(cfgIn: RunConfig, ckpt: Checkpoint | undefined, log: Log): Promise<Run> {
-  let cfg = cfgIn;
+  // The device first (a machine without the GPU asked for is told before any data is read); "auto" resolved once.
+  let cfg: RunConfig = { ...cfgIn, device: await resolveDevice(cfgIn.device, log) };
   // A new run's starting weights are read first: they give the input channels and the normalisation a fine-tuning
   // run defaults to (saved with the run's args, so a resumed run keeps them without the file). What can be checked
   // without them is checked before: a typo should not wait for a 500 MB download.
@@ -294,9 +302,16 @@ async function openSteps(run: Run, dropLast: boolean): Promise<Map<number, StepG
   for (const n of sizes) {
     // Frozen tensors are baked in as constants (ORT prepacks them); `weights` keeps them, unchanged, for checkpoints.
     const frozenWeights = freeze > 0 ? run.weights : undefined;
-    const { bytes, ...step } = encodeTrainStep(model, { ...sgdOf(run), batchSize: n, labelSmoothing: cfg.labelSmoothing, frozenWeights });
+    const device = cfg.device === "webgpu" ? "webgpu" : "cpu";
+    const { bytes, ...step } = encodeTrainStep(model, {
+      ...sgdOf(run),
+      batchSize: n,
+      labelSmoothing: cfg.labelSmoothing,
+      frozenWeights,
+      device,
+    });
     // The bytes (with frozen weights, as large as they are) are not kept past the session's creation.
-    steps.set(n, { step, session: await createSession(bytes, { ...TRAIN_SESSION_OPTIONS, threads: cfg.threads }) });
+    steps.set(n, { step, session: await createSession(bytes, { ...TRAIN_SESSION_OPTIONS, threads: cfg.threads, device }) });
   }
   return steps;
 }
@@ -445,7 +460,7 @@ async function endEpoch(run: Run, epoch: number, s: EpochSums, te: number, log: 
   const { cfg, state, schedule } = run;
   assertFinite(run.weights, epoch, s.lr, run.last);
   const trainSecs = (performance.now() - te) / 1000;
-  const val = run.ds.splits.val ? await evalWeights(run.model, run.weights, run.ds.splits.val, run.evalTf, cfg.threads) : null;
+  const val = run.ds.splits.val ? await evalWeights(run.model, run.weights, run.ds.splits.val, run.evalTf, engineOf(cfg)) : null;
   const acc = val ? val.top1 : s.hits / Math.max(s.seen, 1);
   const cut = schedule.endEpoch(acc);
   state.epoch = epoch + 1;
@@ -485,7 +500,7 @@ async function testAndReport(run: Run, t0: number, log: Log): Promise<TrainResul
   let testProtocol: TrainResult["testProtocol"];
   if (ds.splits.test && existsSync(bestPath)) {
     const best = await loadWeights(model, bestPath);
-    test = await evalWeights(model, best, ds.splits.test, run.evalTf, cfg.threads);
+    test = await evalWeights(model, best, ds.splits.test, run.evalTf, engineOf(cfg));
     log(
       `test (${test.n} images, best epoch ${state.bestEpoch}): top-1 ${(100 * test.top1).toFixed(2)}%  top-5 ${(100 * test.top5).toFixed(2)}%  loss ${test.loss.toFixed(4)}`,
     );
@@ -520,7 +535,7 @@ async function protocolScores(run: Run, protocol: Protocol, best: StateDict, tes
     const r = await evaluateProtocol(run.model, best, test, protocol, [S], {
       values: { mean: run.evalTf.mean, std: run.evalTf.std, channels: run.evalTf.channels },
       native: run.ds.size,
-      threads: run.cfg.threads,
+      ...engineOf(run.cfg),
     });
     const { posteriors: _p, labels: _l, tally: _t, seconds: _s, ...kept } = r;
     log(

@@ -1,6 +1,7 @@
 /** The trainer's types: its configuration, what it records per epoch and returns, and what a checkpoint carries. */
 import type { Scores } from "../eval/metrics.js";
 import type { Protocol } from "../eval/protocols.js";
+import type { DeviceChoice } from "../runtime/device.js";
 import type { ModelOptions } from "../zoo/model.js";
 import type { ScheduleKind, ScheduleState } from "./schedule.js";
 
@@ -55,6 +56,8 @@ export interface TrainConfig {
   val?: number;
   workers?: number;
   threads?: number;
+  /** Where ORT runs (cpu, webgpu, auto; default cpu): may change on resume, as threads. */
+  device?: DeviceChoice;
   resume: boolean;
   progress: boolean;
   /**
