@@ -228,7 +228,7 @@ export async function trainSetup(opts: { checkpoint?: string; data?: string }): 
   if (opts.data) {
     const ds = await openDataset(opts.data, { seed: 0 });
     const split = ds.splits.test;
-    if (!split || split.source.kind !== "array" || !(split.source.data instanceof Uint8Array)) {
+    if (split?.source.kind !== "array" || !(split.source.data instanceof Uint8Array)) {
       throw new VggError("the training page loads data with a test split of 8-bit arrays (fashion-mnist, cifar10, npy)", opts.data);
     }
     const s = split.source;

@@ -33,9 +33,9 @@ async function handle(m: ToInfer): Promise<void> {
   );
 }
 
-onmessage = (ev: MessageEvent<ToInfer>) => {
+addEventListener("message", (ev: MessageEvent<ToInfer>) => {
   const m = ev.data;
   queue = queue.then(() =>
     handle(m).catch((err: unknown) => post({ type: "error", id: m.id, message: err instanceof Error ? err.message : String(err) })),
   );
-};
+});

@@ -168,7 +168,7 @@ function exportWeights(): void {
 
 let queue: Promise<void> = Promise.resolve();
 
-onmessage = (ev: MessageEvent<ToWorker>) => {
+addEventListener("message", (ev: MessageEvent<ToWorker>) => {
   const m = ev.data;
   // A stop must not wait behind the training it stops.
   if (m.type === "stop") {
@@ -188,4 +188,4 @@ onmessage = (ev: MessageEvent<ToWorker>) => {
       post({ type: "error", message: err instanceof Error ? err.message : String(err) });
     }
   });
-};
+});

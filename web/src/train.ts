@@ -235,7 +235,7 @@ async function main(): Promise<void> {
     served = { classes: d.classes, images, labels: Array.from((y.data as Uint8Array).subarray(0, k)) };
     boxes.length = 0;
     for (const name of d.classes) boxes.push({ name, images: [] });
-    served.images.forEach((img, i) => boxes[served?.labels[i] ?? 0].images.push(img));
+    for (let i = 0; i < served.images.length; i++) boxes[served.labels[i]].images.push(served.images[i]);
     renderBoxes();
     updateButtons();
     setState("ready", `Loaded ${k} images of ${d.name} (${d.classes.length} classes), in the order they are served.`);
@@ -249,7 +249,7 @@ async function main(): Promise<void> {
     const first = preprocessImage(pairs[0].img, p);
     const per = first.c * first.h * first.w;
     const x = new Float32Array(pairs.length * per);
-    pairs.forEach(({ img }, i) => x.set(preprocessImage(img, p).data as Float32Array, i * per));
+    for (let i = 0; i < pairs.length; i++) x.set(preprocessImage(pairs[i].img, p).data as Float32Array, i * per);
     return { x, y: Int32Array.from(pairs, (q) => q.label) };
   }
 
