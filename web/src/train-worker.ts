@@ -8,7 +8,7 @@ import { buildInferenceGraph } from "../../src/graph/infer.js";
 import { buildTrainStep, freezeParts, resolveFreeze, stepFeeds, TRAIN_SESSION_OPTIONS, zeroMomentum } from "../../src/graph/train-step.js";
 import { encodeModel } from "../../src/onnx/encode.js";
 import { hash32 } from "../../src/random.js";
-import { configureRuntime, createSession, type WebSession } from "../../src/runtime/ort-web.js";
+import { configureRuntime, createSession, hasWebGpu, type WebSession } from "../../src/runtime/ort-web.js";
 import { numel, type StateDict } from "../../src/tensor.js";
 import { initWeights } from "../../src/weights/init.js";
 import { fitForFineTune } from "../../src/weights/match.js";
@@ -31,6 +31,12 @@ interface Run {
 }
 
 let run: Run | null = null;
+/** The CPU form of the run's step graph, for a fallback from WebGPU to WASM. */
+let cpuStep: () => ReturnType<typeof buildTrainStep> = () => {
+  throw new Error("no model yet");
+};
+/** Why the run is on WASM although WebGPU was asked for. */
+let fallback: string | undefined;
 let stopAsked = false;
 const post = (m: FromWorker, transfer: Transferable[] = []) => postMessage(m, { transfer });
 
@@ -53,8 +59,22 @@ async function start(init: TrainInit): Promise<void> {
   }
   const freeze = frozenLayers(model, init.trains);
   const sgd = { momentum: init.momentum, weightDecay: init.weightDecay, nesterov: false, decayExempt: "none" as const, freeze };
-  const step = buildTrainStep(model, { ...sgd, batchSize: init.batchSize, frozenWeights: freeze > 0 ? weights : undefined });
-  const session = await createSession(encodeModel(step.spec), { ...TRAIN_SESSION_OPTIONS, backend: init.backend });
+  const stepOptions = { ...sgd, batchSize: init.batchSize, frozenWeights: freeze > 0 ? weights : undefined };
+  // On WebGPU, the graph's WebGPU forms (BN statistics from reductions, float pool masks: what `--device webgpu` builds
+  // in Node); on WASM, the CPU forms, the same graph as `vgg train`.
+  const gpu = init.backend === "webgpu" || (init.backend === "auto" && (await hasWebGpu()));
+  let step = buildTrainStep(model, { ...stepOptions, device: gpu ? "webgpu" : "cpu" });
+  let session: WebSession;
+  try {
+    session = await createSession(encodeModel(step.spec), { ...TRAIN_SESSION_OPTIONS, backend: gpu ? "webgpu" : "wasm" });
+  } catch (err) {
+    if (init.backend !== "auto" || !gpu) throw err;
+    step = buildTrainStep(model, stepOptions);
+    session = await createSession(encodeModel(step.spec), { ...TRAIN_SESSION_OPTIONS, backend: "wasm" });
+    cpuStep = () => step;
+    fallback = `WebGPU failed: ${err instanceof Error ? err.message.split("\n")[0] : String(err)}`;
+  }
+  cpuStep = () => buildTrainStep(model, stepOptions);
   run = { init, model, weights, momentum: zeroMomentum(model, sgd), step, session, steps: 0 };
   const trained = step.state.filter((e) => e.kind === "param").reduce((n, e) => n + numel(e.shape), 0);
   const params = stateSpec(model)
@@ -64,7 +84,7 @@ async function start(init: TrainInit): Promise<void> {
   post({
     type: "ready",
     backend: session.backend,
-    fallbackReason: session.fallbackReason,
+    fallbackReason: fallback ?? session.fallbackReason,
     threads: rt.threads,
     params,
     trained,
@@ -127,6 +147,7 @@ async function runStep(r: Run, feeds: Parameters<WebSession["run"]>[0]): ReturnT
     if (r.session.backend !== "webgpu") throw err;
     const reason = `WebGPU failed: ${err instanceof Error ? err.message.split("\n")[0] : String(err)}`;
     await r.session.release();
+    r.step = cpuStep();
     r.session = await createSession(encodeModel(r.step.spec), { ...TRAIN_SESSION_OPTIONS, backend: "wasm" });
     post({ type: "fallback", reason });
     return r.session.run(feeds);
