@@ -3,12 +3,22 @@
  * its charts, and reports what a test needs to check: canvases' inked pixels, images' decoded widths, blocked
  * requests and page errors. Saves a full-page screenshot.
  */
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import { dirname, join } from "node:path";
 import { chromium } from "playwright-core";
+import { ROOT } from "./helpers.js";
 
 export const CHROMIUM = "/usr/bin/chromium";
 export const chromiumSkip = fs.existsSync(CHROMIUM) ? false : `needs ${CHROMIUM} (apt-get install -y chromium; CI installs it)`;
+
+/** Builds the browser pages (dist/web) unless they are: npm test builds them first, a single test file may not. */
+export function ensureWebBuilt(): void {
+  if (fs.existsSync(join(ROOT, "dist", "web", "train.html"))) return;
+  const b = spawnSync(process.execPath, [join(ROOT, "scripts", "build-web.mjs")], { cwd: ROOT, encoding: "utf8" });
+  assert.equal(b.status, 0, `npm run build:web failed: ${b.stderr}`);
+}
 
 export interface PageCheck {
   canvases: { id: string; n: number; w: number; h: number }[];

@@ -4,7 +4,7 @@
  * `vgg predict` on the same image and model. Screenshots go to test-output/. Skipped without /usr/bin/chromium.
  */
 import assert from "node:assert/strict";
-import { type ChildProcessWithoutNullStreams, spawn, spawnSync } from "node:child_process";
+import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process";
 import * as fs from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
@@ -12,9 +12,9 @@ import { type BrowserContext, chromium, type Page } from "playwright-core";
 import sharp from "sharp";
 import { readNpy } from "../src/io/npy.js";
 import { BIN, ROOT, tmp, vggAsync } from "./helpers.js";
+import { CHROMIUM, chromiumSkip, ensureWebBuilt } from "./report-browser.js";
 
-const CHROMIUM = "/usr/bin/chromium";
-const skip = fs.existsSync(CHROMIUM) ? false : `needs ${CHROMIUM} (apt-get install -y chromium; CI installs it)`;
+const skip = chromiumSkip;
 const OUT = join(ROOT, "test-output");
 /** Chromium on a shared, GPU-less machine: no background traffic, no sandbox (root in CI). */
 const BASE_ARGS = [
@@ -96,10 +96,7 @@ function startServer(): Promise<string> {
 
 before(async () => {
   if (skip) return;
-  if (!fs.existsSync(join(ROOT, "dist", "web", "index.html"))) {
-    const b = spawnSync(process.execPath, [join(ROOT, "scripts", "build-web.mjs")], { cwd: ROOT, encoding: "utf8" });
-    assert.equal(b.status, 0, `npm run build:web failed: ${b.stderr}`);
-  }
+  ensureWebBuilt();
   fs.mkdirSync(OUT, { recursive: true });
   fs.writeFileSync(labels, `${CIFAR10.join("\n")}\n`);
   await writePhoto(image, 400, 300);

@@ -6,7 +6,7 @@
  * Debian's dataset-fashion-mnist.
  */
 import assert from "node:assert/strict";
-import { type ChildProcessWithoutNullStreams, spawn, spawnSync } from "node:child_process";
+import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process";
 import * as fs from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
@@ -21,6 +21,7 @@ import { initWeights } from "../src/weights/init.js";
 import { readSafetensors } from "../src/weights/safetensors.js";
 import { buildModel } from "../src/zoo/model.js";
 import { BIN, ROOT, tmp, vggAsync } from "./helpers.js";
+import { CHROMIUM, chromiumSkip, ensureWebBuilt } from "./report-browser.js";
 
 /** What the page offers tests (web/src/train.ts, window.vggTrain), as far as these tests use it. */
 interface TrainPage {
@@ -34,13 +35,8 @@ interface TrainPage {
 }
 declare const window: { vggTrain?: TrainPage };
 
-const CHROMIUM = "/usr/bin/chromium";
 const TEST_IMAGES = join(FASHION_MNIST_DIR, "t10k-images-idx3-ubyte.gz");
-const skip = !fs.existsSync(CHROMIUM)
-  ? `needs ${CHROMIUM} (apt-get install -y chromium; CI installs it)`
-  : !fs.existsSync(FASHION_MNIST_DIR)
-    ? "needs dataset-fashion-mnist"
-    : false;
+const skip = chromiumSkip || (!fs.existsSync(FASHION_MNIST_DIR) && "needs dataset-fashion-mnist");
 const OUT = join(ROOT, "test-output");
 const dir = tmp("vgg-web-train-");
 const start = join(dir, "start.safetensors");
@@ -92,10 +88,7 @@ async function openPage(base = url, on = browser, query = ""): Promise<{ page: P
 
 before(async () => {
   if (skip) return;
-  if (!fs.existsSync(join(ROOT, "dist", "web", "train.html"))) {
-    const b = spawnSync(process.execPath, [join(ROOT, "scripts", "build-web.mjs")], { cwd: ROOT, encoding: "utf8" });
-    assert.equal(b.status, 0, `npm run build:web failed: ${b.stderr}`);
-  }
+  ensureWebBuilt();
   fs.mkdirSync(OUT, { recursive: true });
   const m = buildModel("vgg11_bn", OPTIONS);
   saveCheckpoint(dir, "start", initWeights(m, "torchvision", 7), {
