@@ -29,6 +29,7 @@ interface TrainPage {
   backend?: string;
   steps: { acc: number; loss: number; imagesPerSecond: number }[];
   loadData(n: number): Promise<void>;
+  addImages(k: number, files: Blob[]): Promise<void>;
   train(o: Record<string, unknown>): Promise<void>;
   classify(file: Blob): Promise<{ label: string; probability: number }[]>;
   exportWeights(): Promise<Uint8Array>;
@@ -211,9 +212,11 @@ test("a fresh model's accuracy rises in the page; its download gives `vgg predic
   timeout: 300_000,
 }, async () => {
   const { page, foreign } = await openPage(freshUrl);
-  assert.match((await page.textContent("#start")) ?? "", /a fresh vgg11_bn/);
   await page.evaluate(() => window.vggTrain?.loadData(256));
-  await page.evaluate(() => window.vggTrain?.train({ steps: 64, trains: "all", batchSize: 16, lr: 0.05, momentum: 0.9, seed: 1 }));
+  await page.evaluate(() =>
+    window.vggTrain?.train({ start: "fresh", steps: 64, trains: "all", batchSize: 16, lr: 0.05, momentum: 0.9, seed: 1 }),
+  );
+  assert.match((await page.textContent("#model-desc")) ?? "", /^vgg11_bn, 10 classes: training everything/);
   const steps = await page.evaluate(() => window.vggTrain?.steps ?? []);
   assert.equal(steps.length, 64);
   const mean = (xs: { acc: number }[]) => xs.reduce((s, v) => s + v.acc, 0) / xs.length;
@@ -275,4 +278,43 @@ test("training with backend auto on WebGPU (SwiftShader): steps run, and the pag
   } finally {
     await gpu.close();
   }
+});
+
+test("starting from the served model: its weights, read from the ONNX file in the page, are the ones training starts from", {
+  skip,
+  timeout: 300_000,
+}, async () => {
+  const { page, foreign } = await openPage(freshUrl);
+  // 16 small RGB pictures into the first two of the model's ten class boxes.
+  const pics: string[] = [];
+  for (let i = 0; i < 16; i++) {
+    const px = Buffer.alloc(40 * 40 * 3);
+    for (let k = 0; k < px.length; k++) px[k] = (k * (3 + i) + (i < 8 ? 0 : 128)) & 255;
+    pics.push(
+      (
+        await sharp(px, { raw: { width: 40, height: 40, channels: 3 } })
+          .png()
+          .toBuffer()
+      ).toString("base64"),
+    );
+  }
+  await page.evaluate(async (b64s) => {
+    const blobs = b64s.map((b) => new Blob([Uint8Array.from(atob(b), (c) => c.charCodeAt(0))], { type: "image/png" }));
+    await window.vggTrain?.addImages(0, blobs.slice(0, 8));
+    await window.vggTrain?.addImages(1, blobs.slice(8));
+  }, pics);
+  // One step at learning rate 0 (no momentum, no decay) leaves every weight as it started.
+  await page.evaluate(() =>
+    window.vggTrain?.train({ start: "exported", steps: 1, trains: "all", batchSize: 8, lr: 0, momentum: 0, weightDecay: 0 }),
+  );
+  assert.match((await page.textContent("#model-desc")) ?? "", /^vgg11, 10 classes/);
+  const bytes = await page.evaluate(async () => Array.from((await window.vggTrain?.exportWeights()) ?? []));
+  const file = join(dir, "from-export.safetensors");
+  fs.writeFileSync(file, Uint8Array.from(bytes));
+  const got = readSafetensors(file);
+  const m = buildModel("vgg11", { widthDivisor: 16, numClasses: 10, inputSize: 32 });
+  const want = initWeights(m, "torchvision", 0);
+  for (const [key, t] of want) assert.deepEqual(got.get(key)?.data, t.data, key);
+  assert.deepEqual(foreign, []);
+  await page.close();
 });

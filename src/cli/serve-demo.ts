@@ -47,7 +47,7 @@ export function register(program: Command): void {
       }
       if (!fs.existsSync(o.model)) throw new VggError("no such file", o.model);
       const info = describeDemoModel(o.model, { labels: o.labels, preset: o.preset, checkpoint: o.checkpoint });
-      const train = await trainSetup({ checkpoint: o.checkpoint, data: o.data });
+      const train = await trainSetup(info, { checkpoint: o.checkpoint, data: o.data });
       const server = createDemoServer({ model: o.model, info, train });
       const url = await listen(server, o.port, o.host);
       const stop = () => {

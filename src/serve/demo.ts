@@ -150,7 +150,7 @@ export function createDemoServer(opts: DemoServerOptions): http.Server {
   const root = fs.realpathSync(rootDir);
   const modelFile = path.resolve(opts.model);
   const modelJson = JSON.stringify(opts.info);
-  const trainJson = JSON.stringify(opts.train?.setup ?? { checkpoint: null, data: null });
+  const trainJson = JSON.stringify(opts.train?.setup ?? { checkpoint: null, exported: null, data: null });
   const route = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     if (req.method !== "GET" && req.method !== "HEAD") {
       sendStatus(res, 405, { Allow: "GET, HEAD" });
@@ -215,7 +215,7 @@ const DATA_PREFIX = "/train/data/";
  * The training page's starting point: the --checkpoint to fine-tune (its description and preprocessing), and
  * --data's test split as raw IDX arrays (Fashion-MNIST: 10,000 images, 7.8 MB), served from memory.
  */
-export async function trainSetup(opts: { checkpoint?: string; data?: string }): Promise<NonNullable<DemoServerOptions["train"]>> {
+export async function trainSetup(info: DemoModel, opts: { checkpoint?: string; data?: string }): Promise<NonNullable<DemoServerOptions["train"]>> {
   const files = new Map<string, { bytes?: Uint8Array; file?: string }>();
   let checkpoint: TrainSetup["checkpoint"] = null;
   if (opts.checkpoint) {
@@ -245,5 +245,6 @@ export async function trainSetup(opts: { checkpoint?: string; data?: string }): 
     files.set(`${DATA_PREFIX}labels.idx`, { bytes: encodeIdx([n], labels) });
     data = { name: ds.spec, images: `${DATA_PREFIX}images.idx`, labels: `${DATA_PREFIX}labels.idx`, classes: ds.classes };
   }
-  return { setup: { checkpoint, data }, files };
+  const exported = info.arch && info.options ? { url: info.url, arch: info.arch, options: info.options, labels: info.labels, preprocessing: info.preprocessing } : null;
+  return { setup: { checkpoint, exported, data }, files };
 }

@@ -48,6 +48,11 @@ export interface TrainSetup {
    * carries and the preprocessing that description gives; null: the page starts a fresh small model.
    */
   checkpoint: { url: string; meta: ModelMeta; preprocessing: Preprocessing } | null;
+  /**
+   * The served model itself when `vgg export` wrote it (its arch and options are in its metadata): the page can
+   * fine-tune the weights it holds (an fp32 export). Null for other producers.
+   */
+  exported: { url: string; arch: string; options: Record<string, unknown>; labels: string[]; preprocessing: Preprocessing } | null;
   /** A labelled image set the page can load instead of dropped images (serve-demo --data): raw IDX files. */
   data: { name: string; images: string; labels: string; classes: string[] } | null;
 }

@@ -14,8 +14,11 @@ export interface TrainInit {
   backend: "auto" | "wasm" | "webgpu";
   arch: string;
   options: ModelOptions;
-  /** safetensors bytes to start from (a `vgg train` checkpoint), or null: a fresh initialisation from `seed`. */
-  weights: ArrayBuffer | null;
+  /**
+   * The weights to start from: a `vgg train` checkpoint's safetensors bytes, or an fp32 `vgg export`'s ONNX bytes
+   * (its initializers carry torchvision's names); null: a fresh initialisation from `seed`.
+   */
+  weights: { format: "safetensors" | "onnx"; bytes: ArrayBuffer } | null;
   /** The description the downloaded checkpoint carries (labels, normalisation): `vgg predict` reads it. */
   meta: ModelMeta;
   trains: Trains;

@@ -7,6 +7,7 @@
 import { buildInferenceGraph } from "../../src/graph/infer.js";
 import { buildTrainStep, freezeParts, resolveFreeze, stepFeeds, TRAIN_SESSION_OPTIONS, zeroMomentum } from "../../src/graph/train-step.js";
 import { encodeModel } from "../../src/onnx/encode.js";
+import { readInitializers } from "../../src/onnx/initializers.js";
 import { hash32 } from "../../src/random.js";
 import { configureRuntime, createSession, hasWebGpu, type WebSession } from "../../src/runtime/ort-web.js";
 import { numel, type StateDict } from "../../src/tensor.js";
@@ -54,8 +55,14 @@ async function start(init: TrainInit): Promise<void> {
   const fresh = initWeights(model, "torchvision", init.seed);
   let weights = fresh;
   if (init.weights) {
-    const sd = decodeSafetensors(bytesSource(new Uint8Array(init.weights)), "the checkpoint").tensors;
-    weights = fitForFineTune(model, sd, fresh, "the checkpoint").weights;
+    const bytes = new Uint8Array(init.weights.bytes);
+    const keys = new Set(stateSpec(model).map((e) => e.key));
+    const what = init.weights.format === "onnx" ? "the served model" : "the checkpoint";
+    const sd =
+      init.weights.format === "onnx"
+        ? readInitializers(bytes, what, (k) => keys.has(k))
+        : decodeSafetensors(bytesSource(bytes), what).tensors;
+    weights = fitForFineTune(model, sd, fresh, what).weights;
   }
   const freeze = frozenLayers(model, init.trains);
   const sgd = { momentum: init.momentum, weightDecay: init.weightDecay, nesterov: false, decayExempt: "none" as const, freeze };

@@ -30,7 +30,11 @@ interface TrainOptions {
   trains?: Trains;
   seed?: number;
   backend?: TrainInit["backend"];
+  /** Where to start (default: the page's choice: the checkpoint, else the served model, else a fresh model). */
+  start?: Start;
 }
+
+type Start = "checkpoint" | "exported" | "fresh";
 
 interface ClassBox {
   name: string;
@@ -47,6 +51,8 @@ declare global {
       backend?: string;
       /** Loads `n` images of the served data set into the class boxes. */
       loadData(n: number): Promise<void>;
+      /** Adds image files to class box `k` (what dropping them there does). */
+      addImages(k: number, files: Blob[]): Promise<void>;
       /** Starts (or continues) training for `steps` steps with these settings; resolves when they are done. */
       train(o: TrainOptions): Promise<void>;
       classify(file: Blob): Promise<ClassScore[]>;
@@ -110,6 +116,10 @@ async function main(): Promise<void> {
   setState("loading", "Loading…");
   const setup = (await (await fetchOk(TRAIN_JSON)).json()) as TrainSetup;
   const ck = setup.checkpoint;
+  const ex = setup.exported;
+  /** Where training starts: the served checkpoint, the served model's own weights, or a fresh small model. */
+  const starts: Start[] = [...(ck ? ["checkpoint" as const] : []), ...(ex ? ["exported" as const] : []), "fresh"];
+  let start: Start = starts[0];
   const boxes: ClassBox[] = [];
   const steps: StepReport[] = [];
   let served: { classes: string[]; images: Image[]; labels: number[] } | null = null;
@@ -118,9 +128,24 @@ async function main(): Promise<void> {
   let started = "";
   let meta: ModelMeta | null = null;
 
-  $("start").textContent = ck
-    ? `checkpoint: ${ck.meta.arch}, ${ck.meta.labels.length} classes`
-    : `a fresh ${FRESH.arch} (width /16, 32x32)`;
+  const startSelect = $("start-from") as HTMLSelectElement;
+  startSelect.replaceChildren(
+    ...starts.map((k) => {
+      const o = document.createElement("option");
+      o.value = k;
+      o.textContent =
+        k === "checkpoint"
+          ? `the checkpoint: ${ck?.meta.arch}, ${ck?.meta.labels.length} classes`
+          : k === "exported"
+            ? `the served model: ${ex?.arch}, ${ex?.labels.length} classes`
+            : `a fresh ${FRESH.arch} (width /16, 32x32)`;
+      return o;
+    }),
+  );
+  startSelect.addEventListener("change", () => {
+    start = startSelect.value as Start;
+    resetBoxes();
+  });
   const chart = new Chart(
     $("curve") as HTMLCanvasElement,
     {
@@ -158,19 +183,34 @@ async function main(): Promise<void> {
     if (window.vggTrain) window.vggTrain.backend = backend;
   };
 
-  /** The channels the model takes: the checkpoint's, else the data's (1 for Fashion-MNIST), else RGB. */
-  const channels = (): 1 | 3 => (ck ? ck.preprocessing.channels : (served?.images[0]?.c ?? 3) === 1 ? 1 : 3);
+  /** The channels the model takes: the checkpoint's or the served model's, else the data's (1 for Fashion-MNIST), else RGB. */
+  const channels = (): 1 | 3 =>
+    start === "checkpoint" && ck
+      ? ck.preprocessing.channels
+      : start === "exported" && ex
+        ? ex.preprocessing.channels
+        : (served?.images[0]?.c ?? 3) === 1
+          ? 1
+          : 3;
 
   /** The preprocessing: the checkpoint's, else one whose description the downloaded weights carry (see meta). */
   function preprocessing(): { p: Preprocessing; stats: DataStats; preset: { size: number; channels: number } } {
     const c = channels();
     const native = served ? ([served.images[0].h, served.images[0].w] as [number, number]) : null;
-    const stats: DataStats =
+    let stats: DataStats =
       c === 1
         ? { channels: 1, size: native, ...grayStats(served?.images ?? []) }
         : { channels: 3, size: native, mean: TORCHVISION_MEAN, std: TORCHVISION_STD };
-    const preset = { size: 32, channels: c };
-    const p: Preprocessing = ck?.preprocessing ?? {
+    let size = 32;
+    if (start === "exported" && ex) {
+      // The served model's normalisation, recorded in the downloaded checkpoint so `vgg predict` applies it too.
+      if (ex.preprocessing.bgr) throw new Error("the served model takes BGR input (Caffe's preset): fine-tune its checkpoint instead");
+      const t = ex.preprocessing.transform;
+      stats = { channels: c, size: native, mean: t.mean ?? stats.mean, std: t.std ?? stats.std };
+      size = (ex.options.inputSize as number | undefined) ?? 224;
+    }
+    const preset = { size, channels: c };
+    const p: Preprocessing = (start === "checkpoint" ? ck?.preprocessing : undefined) ?? {
       name: "checkpoint",
       channels: c,
       bgr: false,
@@ -197,12 +237,7 @@ async function main(): Promise<void> {
         pick.type = "file";
         pick.multiple = true;
         pick.accept = "image/*";
-        const add = async (files: FileList | null) => {
-          for (const f of Array.from(files ?? [])) b.images.push((await decodeFile(f, channels())).image);
-          served = null;
-          renderBoxes();
-          updateButtons();
-        };
+        const add = (files: FileList | null) => addImages(i, Array.from(files ?? []));
         pick.addEventListener("change", () => void add(pick.files));
         box.addEventListener("dragover", (ev) => ev.preventDefault());
         box.addEventListener("drop", (ev) => {
@@ -213,6 +248,13 @@ async function main(): Promise<void> {
         return box;
       }),
     );
+  }
+
+  async function addImages(k: number, files: Blob[]): Promise<void> {
+    for (const f of files) boxes[k].images.push((await decodeFile(f, channels())).image);
+    served = null;
+    renderBoxes();
+    updateButtons();
   }
 
   function updateButtons(): void {
@@ -238,7 +280,17 @@ async function main(): Promise<void> {
     for (let i = 0; i < served.images.length; i++) boxes[served.labels[i]].images.push(served.images[i]);
     renderBoxes();
     updateButtons();
-    setState("ready", `Loaded ${k} images of ${d.name} (${d.classes.length} classes), in the order they are served.`);
+    // A start whose model takes other channels than the data's cannot train on it: a fresh model can.
+    const wants = start === "checkpoint" ? ck?.preprocessing.channels : start === "exported" ? ex?.preprocessing.channels : c;
+    const note =
+      wants === c
+        ? ""
+        : ` The ${start === "checkpoint" ? "checkpoint" : "served model"} takes ${wants}-channel images: starting from a fresh model.`;
+    if (note) {
+      start = "fresh";
+      startSelect.value = start;
+    }
+    setState("ready", `Loaded ${k} images of ${d.name} (${d.classes.length} classes), in the order they are served.${note}`);
   }
 
   /** x [N, C, H, W] and labels: the served images in their order, else the boxes' images class after class. */
@@ -254,6 +306,11 @@ async function main(): Promise<void> {
   }
 
   async function train(o: TrainOptions): Promise<void> {
+    if (o.start && o.start !== start) {
+      if (!starts.includes(o.start)) throw new Error(`cannot start from ${o.start} here (can: ${starts.join(", ")})`);
+      start = o.start;
+      startSelect.value = start;
+    }
     const { p, stats, preset } = preprocessing();
     const trains =
       o.trains ?? ((document.querySelector('input[name="trains"]:checked') as HTMLInputElement | null)?.value as Trains) ?? "last";
@@ -266,6 +323,7 @@ async function main(): Promise<void> {
       momentum: o.momentum,
       seed: o.seed,
       backend,
+      start,
       classes: boxes.map((b) => b.name),
     });
     if (!trainer || settings !== started) {
@@ -275,26 +333,34 @@ async function main(): Promise<void> {
       for (const ds of chart.data.datasets) ds.data = [];
       trainer = new Trainer(onStep, onError, (reason) => showEngine("wasm", threads, reason));
       const labels = boxes.map((b) => b.name);
-      const options: ModelOptions = ck
-        ? { ...(ck.meta.options as ModelOptions), numClasses: labels.length }
-        : { ...FRESH.options, numClasses: labels.length, inChannels: channels() };
-      meta = ck
-        ? { ...ck.meta, labels }
-        : {
-            arch: FRESH.arch,
-            options,
-            labels,
-            mean: [...stats.mean],
-            std: [...stats.std],
-            data: { channels: stats.channels, size: stats.size },
-            preset,
-          };
-      const weights = ck ? await (await fetchOk(ck.url)).arrayBuffer() : null;
+      const arch = start === "checkpoint" && ck ? ck.meta.arch : start === "exported" && ex ? ex.arch : FRESH.arch;
+      const options: ModelOptions =
+        start === "checkpoint" && ck
+          ? { ...(ck.meta.options as ModelOptions), numClasses: labels.length }
+          : start === "exported" && ex
+            ? { ...(ex.options as ModelOptions), numClasses: labels.length }
+            : { ...FRESH.options, numClasses: labels.length, inChannels: channels() };
+      meta =
+        start === "checkpoint" && ck
+          ? { ...ck.meta, labels }
+          : {
+              arch,
+              options,
+              labels,
+              mean: [...stats.mean],
+              std: [...stats.std],
+              data: { channels: stats.channels, size: stats.size },
+              preset,
+            };
+      const url = start === "checkpoint" ? ck?.url : start === "exported" ? ex?.url : undefined;
+      const weights = url
+        ? { format: start === "exported" ? ("onnx" as const) : ("safetensors" as const), bytes: await (await fetchOk(url)).arrayBuffer() }
+        : null;
       const init: TrainInit = {
         type: "init",
         wasmPaths: new URL(ORT_DIR, document.baseURI).href,
         backend,
-        arch: ck ? ck.meta.arch : FRESH.arch,
+        arch,
         options,
         weights,
         meta,
@@ -306,7 +372,7 @@ async function main(): Promise<void> {
         seed: o.seed ?? 0,
       };
       setState("running", "Building the training step…");
-      trainer.send(init, weights ? [weights] : []);
+      trainer.send(init, weights ? [weights.bytes] : []);
       const ready = await trainer.next((m) => (m.type === "ready" ? m : undefined));
       showEngine(ready.backend, ready.threads, ready.fallbackReason);
       $("model-desc").textContent =
@@ -351,11 +417,18 @@ async function main(): Promise<void> {
     return trainer.next((m) => (m.type === "weights" ? m.bytes : undefined));
   }
 
-  window.vggTrain = { state: "loading", setup, steps, loadData, train, classify, exportWeights };
+  window.vggTrain = { state: "loading", setup, steps, loadData, addImages, train, classify, exportWeights };
 
-  if (ck) for (const name of ck.meta.labels) boxes.push({ name, images: [] });
-  else for (const name of ["class 0", "class 1"]) boxes.push({ name, images: [] });
-  renderBoxes();
+  /** Class boxes named as the start's classes (two for a fresh model). */
+  function resetBoxes(): void {
+    if (served) return;
+    boxes.length = 0;
+    const names = start === "checkpoint" && ck ? ck.meta.labels : start === "exported" && ex ? ex.labels : ["class 0", "class 1"];
+    for (const name of names) boxes.push({ name, images: [] });
+    renderBoxes();
+    updateButtons();
+  }
+  resetBoxes();
   if (setup.data) {
     const b = $("load-data") as HTMLButtonElement;
     b.hidden = false;
