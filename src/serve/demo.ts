@@ -215,7 +215,10 @@ const DATA_PREFIX = "/train/data/";
  * The training page's starting point: the --checkpoint to fine-tune (its description and preprocessing), and
  * --data's test split as raw IDX arrays (Fashion-MNIST: 10,000 images, 7.8 MB), served from memory.
  */
-export async function trainSetup(info: DemoModel, opts: { checkpoint?: string; data?: string }): Promise<NonNullable<DemoServerOptions["train"]>> {
+export async function trainSetup(
+  info: DemoModel,
+  opts: { checkpoint?: string; data?: string },
+): Promise<NonNullable<DemoServerOptions["train"]>> {
   const files = new Map<string, { bytes?: Uint8Array; file?: string }>();
   let checkpoint: TrainSetup["checkpoint"] = null;
   if (opts.checkpoint) {
@@ -245,6 +248,9 @@ export async function trainSetup(info: DemoModel, opts: { checkpoint?: string; d
     files.set(`${DATA_PREFIX}labels.idx`, { bytes: encodeIdx([n], labels) });
     data = { name: ds.spec, images: `${DATA_PREFIX}images.idx`, labels: `${DATA_PREFIX}labels.idx`, classes: ds.classes };
   }
-  const exported = info.arch && info.options ? { url: info.url, arch: info.arch, options: info.options, labels: info.labels, preprocessing: info.preprocessing } : null;
+  const exported =
+    info.arch && info.options
+      ? { url: info.url, arch: info.arch, options: info.options, labels: info.labels, preprocessing: info.preprocessing }
+      : null;
   return { setup: { checkpoint, exported, data }, files };
 }
