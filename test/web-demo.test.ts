@@ -226,3 +226,63 @@ test("browser demo (WebGPU on SwiftShader): same results as WASM", { skip, timeo
     await ctx.close();
   }
 });
+
+test("an int8 export beside the model (--int8): the page runs it when asked (?precision=int8); a small model keeps its fp32 file", {
+  skip,
+  timeout: 180_000,
+}, async () => {
+  const calib = join(dir, "calib");
+  fs.mkdirSync(calib, { recursive: true });
+  fs.copyFileSync(image, join(calib, "street.png"));
+  const int8 = join(dir, "vgg11_bn-demo-int8.onnx");
+  const exp = await vggAsync([
+    "export",
+    ...MODEL_FLAGS,
+    "--tap",
+    "relu1_1,relu2_1,logits",
+    "--precision",
+    "int8",
+    "--calibrate",
+    calib,
+    "--out",
+    int8,
+  ]);
+  assert.equal(exp.status, 0, exp.stderr);
+  // A file that is not an int8 export of the model is refused in one line.
+  const bad = await vggAsync(["serve-demo", "--model", model, "--int8", model, "--port", "0"]);
+  assert.equal(bad.status, 1);
+  assert.match(bad.stderr, /vgg11_bn-demo\.onnx: is not an int8 export/);
+
+  const p = spawn(process.execPath, [BIN, "serve-demo", "--model", model, "--int8", int8, "--labels", labels, "--port", "0"], {
+    cwd: ROOT,
+  });
+  let out = "";
+  const base = await new Promise<string>((done, fail) => {
+    p.stdout.setEncoding("utf8").on("data", (s: string) => {
+      out += s;
+      const m = /serving .* at (http:\/\/127\.0\.0\.1:\d+\/)/.exec(out);
+      if (m) done(m[1]);
+    });
+    p.on("exit", (code) => fail(new Error(`serve-demo exited (${code})`)));
+  });
+  const ctx = await launch(["--disable-gpu"]);
+  try {
+    const page = ctx.pages()[0] ?? (await ctx.newPage());
+    const open = async (query: string) => {
+      await page.goto(`${base}${query}`);
+      await page.waitForSelector('body[data-state="ready"], body[data-state="error"]', { timeout: 60_000 });
+      assert.equal(await page.getAttribute("body", "data-state"), "ready", (await page.textContent("#status")) ?? "");
+      return (await page.evaluate("window.vggDemo.precision")) as string;
+    };
+    assert.equal(await open("?precision=int8"), "int8");
+    assert.match((await page.textContent("#model-size")) ?? "", /\(int8 export; fp32 [\d.]+ (MiB|KiB)\)$/);
+    const top = await classify(page);
+    assert.equal(top.length, 5);
+    for (const t of top) assert.equal(t.label, CIFAR10[t.index]);
+    // The toy is small: without ?precision the page keeps the fp32 file (the int8 one is for models over 256 MiB).
+    assert.equal(await open(""), "fp32");
+  } finally {
+    await ctx.close();
+    p.kill("SIGTERM");
+  }
+});

@@ -2,7 +2,7 @@ import * as fs from "node:fs";
 import { type Command, Option } from "commander";
 import { PRESETS, type PresetName } from "../data/preprocessing.js";
 import { VggError } from "../errors.js";
-import { createDemoServer, describeDemoModel, listen, trainSetup } from "../serve/demo.js";
+import { createDemoServer, describeDemoModel, describeInt8, listen, trainSetup } from "../serve/demo.js";
 import { port } from "./options.js";
 
 interface ServeFlags {
@@ -13,6 +13,7 @@ interface ServeFlags {
   preset?: PresetName;
   checkpoint?: string;
   data?: string;
+  int8?: string;
 }
 
 const HOW_TO =
@@ -38,6 +39,10 @@ export function register(program: Command): void {
       "the `vgg train` checkpoint the model was exported from: its labels and preprocessing; /train.html fine-tunes it",
     )
     .option("--data <spec>", "a data set /train.html can load instead of dropped images (its test split), e.g. fashion-mnist")
+    .option(
+      "--int8 <file.onnx>",
+      "an int8 export of the same model (`vgg export --precision int8`): the page runs it when --model is over 256 MiB",
+    )
     .action(async (o: ServeFlags) => {
       if (!o.model) {
         // A usage error whose message is the recipe: several lines, no stack, exit status 1.
@@ -47,8 +52,9 @@ export function register(program: Command): void {
       }
       if (!fs.existsSync(o.model)) throw new VggError("no such file", o.model);
       const info = describeDemoModel(o.model, { labels: o.labels, preset: o.preset, checkpoint: o.checkpoint });
+      if (o.int8) info.int8 = describeInt8(info, o.int8, { labels: o.labels, preset: o.preset, checkpoint: o.checkpoint });
       const train = await trainSetup(info, { checkpoint: o.checkpoint, data: o.data });
-      const server = createDemoServer({ model: o.model, info, train });
+      const server = createDemoServer({ model: o.model, info, train, int8: o.int8 });
       const url = await listen(server, o.port, o.host);
       const stop = () => {
         server.close(() => process.exit(0));
@@ -58,9 +64,9 @@ export function register(program: Command): void {
       process.once("SIGTERM", stop);
       const mib = (info.bytes / 2 ** 20).toFixed(1);
       const taps = info.taps.length ? `, taps ${info.taps.map((t) => t.name).join(", ")}` : ", no feature tap";
-      if (info.bytes > 256 * 2 ** 20) {
+      if (info.bytes > 256 * 2 ** 20 && !info.int8) {
         console.error(
-          `vgg: warning: ${mib} MiB is heavy for a browser tab (the page holds it and ORT copies it); a smaller model, e.g. --width-divisor or --head compact, loads faster`,
+          `vgg: warning: ${mib} MiB is heavy for a browser tab (the page holds it and ORT copies it); an int8 export (--int8, a quarter of the size) or a smaller model, e.g. --width-divisor or --head compact, loads faster`,
         );
       }
       console.log(`serving ${info.name} (${info.arch ?? "model"}, ${mib} MiB, ${info.logits.classes} classes${taps}) at ${url}`);

@@ -131,6 +131,8 @@ export function describeDemoModel(file: string, opts: DemoModelOptions = {}, inf
 export interface DemoServerOptions {
   /** The ONNX model file. */
   model: string;
+  /** The int8 export of the same model (info.int8 describes it). */
+  int8?: string;
   /** What the training page starts from and the files it names (trainSetup). */
   train?: { setup: TrainSetup; files: Map<string, { bytes?: Uint8Array; file?: string }> };
   /** What /model.json says about it (describeDemoModel). */
@@ -168,6 +170,7 @@ export function createDemoServer(opts: DemoServerOptions): http.Server {
     if (pathOnly === "/" || pathOnly === "/index.html") sendFile(req, res, path.join(root, "index.html"));
     else if (pathOnly === MODEL_JSON) sendBody(req, res, modelJson, "application/json; charset=utf-8");
     else if (pathOnly === opts.info.url) sendFile(req, res, modelFile, "application/octet-stream");
+    else if (opts.int8 && pathOnly === opts.info.int8?.url) sendFile(req, res, path.resolve(opts.int8), "application/octet-stream");
     else if (pathOnly === TRAIN_JSON) sendBody(req, res, trainJson, "application/json; charset=utf-8");
     else if (opts.train?.files.has(pathOnly)) {
       const f = opts.train.files.get(pathOnly) as { bytes?: Uint8Array; file?: string };
@@ -205,6 +208,23 @@ export function listen(server: http.Server, port: number, host: string): Promise
       done(`http://${h}:${a.port}/`);
     });
   });
+}
+
+/**
+ * An int8 export of `info`'s model: the same input, classes and labels (checked), and int8 by its metadata, since
+ * the page swaps one for the other.
+ */
+export function describeInt8(info: DemoModel, file: string, opts: DemoModelOptions): NonNullable<DemoModel["int8"]> {
+  if (!fs.existsSync(file)) throw new VggError("no such file", file);
+  const onnx = readOnnxInfo(file);
+  if (onnx.metadata.precision !== "int8") throw new VggError("is not an int8 export (`vgg export --precision int8` writes one)", file);
+  const d = describeDemoModel(file, opts, onnx);
+  const same =
+    d.input.shape.join() === info.input.shape.join() &&
+    d.logits.classes === info.logits.classes &&
+    d.labels.join("\n") === info.labels.join("\n");
+  if (!same) throw new VggError(`is not an int8 export of ${info.name}: its input or classes differ`, file);
+  return { url: d.url === info.url ? `${d.url}-int8` : d.url, bytes: onnx.bytes };
 }
 
 /** Where the training page finds the checkpoint's weights and the data's raw IDX files. */

@@ -37,7 +37,15 @@ export interface DemoModel {
   /** Where the labels come from: "file", "metadata", "checkpoint", "imagenet" or "indices". */
   labelsFrom: string;
   preprocessing: Preprocessing;
+  /**
+   * An int8 export of the same model (serve-demo --int8): the page runs it instead when the model is over
+   * INT8_OVER_BYTES (528 MB -> 132 MB for VGG16), unless `?precision=fp32`; `?precision=int8` asks for it always.
+   */
+  int8?: { url: string; bytes: number };
 }
+
+/** Past this size the page prefers the int8 export when it has one: the tab holds the model and ORT copies it. */
+export const INT8_OVER_BYTES = 256 * 2 ** 20;
 
 /** What the training page (/train.html) starts from: GET /train.json. */
 export const TRAIN_JSON = "/train.json";

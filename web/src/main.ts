@@ -7,7 +7,7 @@
 import { preprocessImage } from "../../src/data/preprocessing.js";
 import { featureGrid } from "../../src/predict/grid-core.js";
 import { type ClassScore, softmax, topK } from "../../src/predict/topk.js";
-import { type DemoModel, MODEL_JSON, ORT_DIR } from "../../src/serve/protocol.js";
+import { type DemoModel, INT8_OVER_BYTES, MODEL_JSON, ORT_DIR } from "../../src/serve/protocol.js";
 import type { Tensor } from "../../src/tensor.js";
 import { decodeFile, drawBitmap, drawGray, drawInput } from "./image.js";
 import { InferClient } from "./infer-protocol.js";
@@ -22,7 +22,7 @@ interface DemoResult {
 declare global {
   interface Window {
     /** The last result, for tests and the console. */
-    vggDemo?: { model: DemoModel; backend: string; threads: number; results: DemoResult[]; lastInput?: Float32Array };
+    vggDemo?: { model: DemoModel; backend: string; threads: number; precision: string; results: DemoResult[]; lastInput?: Float32Array };
   }
 }
 
@@ -102,13 +102,17 @@ async function main(): Promise<void> {
   const m = (await (await fetchOk(MODEL_JSON)).json()) as DemoModel;
   const [c, h, w] = m.input.shape;
   $("model-name").textContent = m.arch ? `${m.arch} (${m.name})` : m.name;
-  $("model-size").textContent = mib(m.bytes);
+  // The int8 export for a big model (a quarter of the bytes to download and hold), unless ?precision= says otherwise.
+  const asked = new URLSearchParams(location.search).get("precision");
+  const int8 = m.int8 && asked !== "fp32" && (asked === "int8" || m.bytes > INT8_OVER_BYTES) ? m.int8 : undefined;
+  const file = int8 ?? { url: m.url, bytes: m.bytes };
+  $("model-size").textContent = int8 ? `${mib(int8.bytes)} (int8 export; fp32 ${mib(m.bytes)})` : mib(m.bytes);
   $("model-input").textContent = `[N, ${c}, ${h}, ${w}] → ${m.logits.classes} classes (${m.labelsFrom} labels)`;
   $("model-prep").textContent = describePrep(m);
 
-  setState("loading", `Downloading ${m.name} (${mib(m.bytes)})…`);
+  setState("loading", `Downloading ${m.name}${int8 ? " (int8)" : ""} (${mib(file.bytes)})…`);
   const t0 = performance.now();
-  const bytes = await (await fetchOk(m.url)).arrayBuffer();
+  const bytes = await (await fetchOk(file.url)).arrayBuffer();
   const t1 = performance.now();
   setState("loading", "Starting ONNX Runtime…");
   // The session runs in a worker: a run never freezes the page.
@@ -142,7 +146,7 @@ async function main(): Promise<void> {
   $("tap-figure").hidden = m.taps.length === 0;
   let last: Record<string, Tensor> | undefined;
   select.addEventListener("change", () => renderTap(m, last));
-  window.vggDemo = { model: m, backend: rt.backend, threads: rt.threads, results: [] };
+  window.vggDemo = { model: m, backend: rt.backend, threads: rt.threads, precision: int8 ? "int8" : "fp32", results: [] };
 
   let busy = false;
   const classify = async (file: File) => {
