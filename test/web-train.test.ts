@@ -244,6 +244,15 @@ test("a fresh model's accuracy rises in the page; its download gives `vgg predic
   const nodeTop = (JSON.parse(pred.stdout) as { top: { label: string; probability: number }[] }[])[0].top;
   assert.equal(top?.[0].label, nodeTop[0].label);
   assert.ok(Math.abs((top?.[0].probability ?? 0) - nodeTop[0].probability) < 1e-4);
+  // `vgg eval` and `vgg export` take the download as they take any `vgg train` checkpoint.
+  const ev = await vggAsync(["eval", "--weights", weights, "--data", "fashion-mnist", "--json"]);
+  assert.equal(ev.status, 0, ev.stderr);
+  const score = JSON.parse(ev.stdout) as { top1?: number; results?: { top1: number }[] };
+  const top1 = score.top1 ?? score.results?.[0]?.top1 ?? Number.NaN;
+  assert.ok(top1 > 0.3, `test top-1 ${top1} after 64 steps in the page`);
+  const onnx = join(dir, "trained.onnx");
+  assert.equal((await vggAsync(["export", "--weights", weights, "--out", onnx])).status, 0);
+  assert.ok(fs.statSync(onnx).size > 100_000);
   assert.deepEqual(foreign, []);
   await page.close();
 });
