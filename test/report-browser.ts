@@ -4,14 +4,34 @@
  * requests and page errors. Saves a full-page screenshot.
  */
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
+import { type ChildProcessWithoutNullStreams, spawn, spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import { dirname, join } from "node:path";
 import { chromium } from "playwright-core";
-import { ROOT } from "./helpers.js";
+import { BIN, ROOT } from "./helpers.js";
 
 export const CHROMIUM = "/usr/bin/chromium";
 export const chromiumSkip = fs.existsSync(CHROMIUM) ? false : `needs ${CHROMIUM} (apt-get install -y chromium; CI installs it)`;
+
+/** Starts `vgg serve-demo ARGS --port 0`; resolves with the base URL it prints, once it prints it. */
+export function startServeDemo(args: string[], timeoutMs = 30_000): Promise<{ url: string; proc: ChildProcessWithoutNullStreams }> {
+  const proc = spawn(process.execPath, [BIN, "serve-demo", ...args, "--port", "0"], { cwd: ROOT });
+  let out = "";
+  let err = "";
+  return new Promise((done, fail) => {
+    const timer = setTimeout(() => fail(new Error(`serve-demo printed no URL in ${timeoutMs / 1000} s: ${out}${err}`)), timeoutMs);
+    proc.stderr.setEncoding("utf8").on("data", (s: string) => (err += s));
+    proc.stdout.setEncoding("utf8").on("data", (s: string) => {
+      out += s;
+      const m = /serving .* at (http:\/\/127\.0\.0\.1:\d+\/)/.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        done({ url: m[1], proc });
+      }
+    });
+    proc.on("exit", (code) => fail(new Error(`serve-demo exited (${code}): ${err}`)));
+  });
+}
 
 /** Builds the browser pages (dist/web) unless they are: npm test builds them first, a single test file may not. */
 export function ensureWebBuilt(): void {

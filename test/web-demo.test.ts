@@ -4,15 +4,15 @@
  * `vgg predict` on the same image and model. Screenshots go to test-output/. Skipped without /usr/bin/chromium.
  */
 import assert from "node:assert/strict";
-import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process";
+import type { ChildProcessWithoutNullStreams } from "node:child_process";
 import * as fs from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { type BrowserContext, chromium, type Page } from "playwright-core";
 import sharp from "sharp";
 import { readNpy } from "../src/io/npy.js";
-import { BIN, ROOT, tmp, vggAsync } from "./helpers.js";
-import { CHROMIUM, chromiumSkip, ensureWebBuilt } from "./report-browser.js";
+import { ROOT, tmp, vggAsync } from "./helpers.js";
+import { CHROMIUM, chromiumSkip, ensureWebBuilt, startServeDemo } from "./report-browser.js";
 
 const skip = chromiumSkip;
 const OUT = join(ROOT, "test-output");
@@ -74,24 +74,10 @@ async function writePhoto(file: string, w: number, h: number): Promise<void> {
     .toFile(file);
 }
 
-function startServer(): Promise<string> {
-  server = spawn(process.execPath, [BIN, "serve-demo", "--model", model, "--labels", labels, "--port", "0"], { cwd: ROOT });
-  const p = server;
-  let out = "";
-  let err = "";
-  return new Promise((done, fail) => {
-    const timer = setTimeout(() => fail(new Error(`serve-demo printed no URL in 20 s: ${out}${err}`)), 20_000);
-    p.stderr.setEncoding("utf8").on("data", (s: string) => (err += s));
-    p.stdout.setEncoding("utf8").on("data", (s: string) => {
-      out += s;
-      const m = /serving .* at (http:\/\/127\.0\.0\.1:\d+\/)/.exec(out);
-      if (m) {
-        clearTimeout(timer);
-        done(m[1]);
-      }
-    });
-    p.on("exit", (code) => fail(new Error(`serve-demo exited (${code}): ${err}`)));
-  });
+async function startServer(): Promise<string> {
+  const s = await startServeDemo(["--model", model, "--labels", labels]);
+  server = s.proc;
+  return s.url;
 }
 
 before(async () => {
@@ -253,18 +239,7 @@ test("an int8 export beside the model (--int8): the page runs it when asked (?pr
   assert.equal(bad.status, 1);
   assert.match(bad.stderr, /vgg11_bn-demo\.onnx: is not an int8 export/);
 
-  const p = spawn(process.execPath, [BIN, "serve-demo", "--model", model, "--int8", int8, "--labels", labels, "--port", "0"], {
-    cwd: ROOT,
-  });
-  let out = "";
-  const base = await new Promise<string>((done, fail) => {
-    p.stdout.setEncoding("utf8").on("data", (s: string) => {
-      out += s;
-      const m = /serving .* at (http:\/\/127\.0\.0\.1:\d+\/)/.exec(out);
-      if (m) done(m[1]);
-    });
-    p.on("exit", (code) => fail(new Error(`serve-demo exited (${code})`)));
-  });
+  const { url: base, proc: p } = await startServeDemo(["--model", model, "--int8", int8, "--labels", labels]);
   const ctx = await launch(["--disable-gpu"]);
   try {
     const page = ctx.pages()[0] ?? (await ctx.newPage());

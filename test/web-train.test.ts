@@ -6,7 +6,7 @@
  * Debian's dataset-fashion-mnist.
  */
 import assert from "node:assert/strict";
-import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process";
+import type { ChildProcessWithoutNullStreams } from "node:child_process";
 import * as fs from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
@@ -20,8 +20,8 @@ import { saveCheckpoint } from "../src/train/checkpoint.js";
 import { initWeights } from "../src/weights/init.js";
 import { readSafetensors } from "../src/weights/safetensors.js";
 import { buildModel } from "../src/zoo/model.js";
-import { BIN, ROOT, tmp, vggAsync } from "./helpers.js";
-import { CHROMIUM, chromiumSkip, ensureWebBuilt } from "./report-browser.js";
+import { ROOT, tmp, vggAsync } from "./helpers.js";
+import { CHROMIUM, chromiumSkip, ensureWebBuilt, startServeDemo } from "./report-browser.js";
 
 /** What the page offers tests (web/src/train.ts, window.vggTrain), as far as these tests use it. */
 interface TrainPage {
@@ -53,22 +53,10 @@ let url = "";
 let freshUrl = "";
 let browser: Browser;
 
-function startServer(args: string[]): Promise<string> {
-  const p = spawn(process.execPath, [BIN, "serve-demo", ...args, "--data", "fashion-mnist", "--port", "0"], { cwd: ROOT });
-  servers.push(p);
-  let out = "";
-  return new Promise((done, fail) => {
-    const timer = setTimeout(() => fail(new Error(`serve-demo printed no URL: ${out}`)), 30_000);
-    p.stdout.setEncoding("utf8").on("data", (s: string) => {
-      out += s;
-      const m = /train in the page: (http:\/\/127\.0\.0\.1:\d+\/)train\.html/.exec(out);
-      if (m) {
-        clearTimeout(timer);
-        done(m[1]);
-      }
-    });
-    p.on("exit", (code) => fail(new Error(`serve-demo exited (${code})`)));
-  });
+async function startServer(args: string[]): Promise<string> {
+  const s = await startServeDemo([...args, "--data", "fashion-mnist"]);
+  servers.push(s.proc);
+  return s.url;
 }
 
 /** The page, with every request to another origin refused and recorded. */
