@@ -35,20 +35,22 @@ test("fixtures cover all twelve archs, both .pth formats, paper head at 32/100/2
   for (const s of [32, 100, 224, 257]) assert.ok(paperSizes.has(s), `paper head at ${s}`);
 });
 
-for (const c of manifest.cases) {
-  test(`golden ${c.name} (${c.format} .pth): every tap within ${manifest.tolerance.relative} of PyTorch`, async () => {
-    const taps = Object.keys(c.expected);
-    const p = await Predictor.create(c.arch, { ...c.options, inputSize: c.inputSize, weights: join(DIR, c.weights), taps });
-    const out = await p.run(await readNpy(join(DIR, c.input)));
-    for (const t of taps) {
-      const want = await readNpy(join(DIR, c.expected[t]));
-      assert.deepEqual(out[t].shape, want.shape, `${t} shape`);
-      const e = relErr(out[t].data as Float32Array, want.data as Float32Array);
-      assert.ok(e <= manifest.tolerance.relative, `${c.name} ${t}: relative error ${e}`);
-    }
-    await p.release();
-  });
-}
+// Winograd forced on for every 3x3 conv, and off (direct Conv); the default, auto, runs in the full-size tests below.
+for (const c of manifest.cases)
+  for (const winograd of ["on", "off"] as const) {
+    test(`golden ${c.name} (${c.format} .pth), Winograd ${winograd}: every tap within ${manifest.tolerance.relative} of PyTorch`, async () => {
+      const taps = Object.keys(c.expected);
+      const p = await Predictor.create(c.arch, { ...c.options, inputSize: c.inputSize, weights: join(DIR, c.weights), taps, winograd });
+      const out = await p.run(await readNpy(join(DIR, c.input)));
+      for (const t of taps) {
+        const want = await readNpy(join(DIR, c.expected[t]));
+        assert.deepEqual(out[t].shape, want.shape, `${t} shape`);
+        const e = relErr(out[t].data as Float32Array, want.data as Float32Array);
+        assert.ok(e <= manifest.tolerance.relative, `${c.name} ${t}: relative error ${e}`);
+      }
+      await p.release();
+    });
+  }
 
 // Full size: torchvision's own vgg16 and vgg11_bn, saved by torch in both formats, loaded by the real CLI.
 for (const [arch, legacy] of [

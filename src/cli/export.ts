@@ -2,6 +2,7 @@ import { basename } from "node:path";
 import { type Command, InvalidArgumentError } from "commander";
 import { VggError } from "../errors.js";
 import { buildInferenceGraph } from "../graph/infer.js";
+import { resolveWinograd } from "../graph/winograd-infer.js";
 import { lowerPrecision } from "../graph/precision.js";
 import { writeFileAtomic } from "../io/atomic.js";
 import { encodeModelParts } from "../onnx/encode.js";
@@ -63,7 +64,7 @@ export function register(program: Command): void {
         .option("--threads <n>", "engine threads for int8 calibration", positiveInt),
       false,
     ),
-    { fp16Compute: true, preset: true },
+    { fp16Compute: true, preset: true, winograd: "off" },
   ).action(async (o: ExportFlags) => {
     if (o.out === undefined && o.tritonRepo === undefined) throw new VggError("pass --out FILE.onnx, --triton-repo DIR, or both");
     if (o.tritonRepo === undefined) {
@@ -85,9 +86,10 @@ export function register(program: Command): void {
     if (repo) checkRepoTarget(repo.dir, repo.name);
     const p = await precisionOptions(o, o.precision, m.inputShape, () => calibrationPreprocessing(o, m.inputShape));
     // The weights are not kept in a variable: int8 drops the float copy while it calibrates (peak memory).
-    const spec = await lowerPrecision(m, buildInferenceGraph(m, await weightsFor(m, o), { taps }), p, o.threads);
+    const winograd = resolveWinograd(p.winograd, o.precision, "cpu");
+    const spec = await lowerPrecision(m, buildInferenceGraph(m, await weightsFor(m, o), { taps, winograd }), p, o.threads);
     const prec = spec.metadata?.precision ?? "fp32";
-    const what = `${m.arch}, ${prec}, input [N, ${m.inputShape.join(", ")}]`;
+    const what = `${m.arch}, ${prec}${winograd === "off" ? "" : `, Winograd ${winograd}`}, input [N, ${m.inputShape.join(", ")}]`;
     if (o.out !== undefined) {
       const { parts, length } = encodeModelParts(spec);
       if (length >= 2 ** 31) console.error(`vgg: warning: ${o.out} is over 2 GB, which protobuf readers refuse`);

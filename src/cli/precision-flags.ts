@@ -3,6 +3,7 @@ import { statSync } from "node:fs";
 import { type Command, InvalidArgumentError, Option } from "commander";
 import { PRESETS, type Preprocessing, type PresetName } from "../data/preprocessing.js";
 import { VggError } from "../errors.js";
+import type { WinogradChoice } from "../graph/winograd-infer.js";
 import { type CalibrationMethod, PRECISIONS, type Precision, type PrecisionOptions } from "../graph/precision.js";
 import { readNpy } from "../io/npy.js";
 import { expandInputs } from "../predict/inputs.js";
@@ -22,6 +23,7 @@ export interface PrecisionFlags {
   reduceRange?: boolean;
   fp16Compute?: boolean;
   preset?: PresetName;
+  winograd?: WinogradChoice;
 }
 
 function precisionArg(v: string): Precision {
@@ -31,7 +33,7 @@ function precisionArg(v: string): Precision {
 
 export function addPrecisionOptions(
   cmd: Command,
-  o: { calibrateHelp?: string; fp16Compute?: boolean; list?: boolean; preset?: boolean } = {},
+  o: { calibrateHelp?: string; fp16Compute?: boolean; list?: boolean; preset?: boolean; winograd?: WinogradChoice } = {},
 ): Command {
   const p = o.list
     ? new Option(
@@ -68,7 +70,12 @@ export function addPrecisionOptions(
     )
     .option("--per-tensor", "int8: one weight scale per tensor instead of per output channel")
     .option("--reduce-range", "int8: 7-bit weights (default on x86 CPUs without VNNI, where u8 x s8 sums saturate)")
-    .option("--no-reduce-range", "int8: 8-bit weights even on a CPU without VNNI");
+    .option("--no-reduce-range", "int8: 8-bit weights even on a CPU without VNNI")
+    .addOption(
+      new Option("--winograd <w>", "fp32 on the cpu: Winograd F(4x4,3x3) for the 3x3 convs; auto picks the layers where it measured faster")
+        .choices(["auto", "on", "off"])
+        .default(o.winograd ?? "auto"),
+    );
   if (o.preset) {
     cmd.addOption(
       new Option(
@@ -99,6 +106,7 @@ export async function precisionOptions(
     percentile: f.percentile,
     quantize: { activations: f.activations, perChannel: !f.perTensor, reduceRange: f.reduceRange },
     fp16Compute: f.fp16Compute,
+    winograd: f.winograd,
   };
   if (precision !== "int8") return base;
   if (f.calibrate && f.calibrateRandom) throw new VggError("give --calibrate or --calibrate-random, not both");

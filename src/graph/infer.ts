@@ -8,12 +8,15 @@ import { encodeModel, type ModelSpec } from "../onnx/encode.js";
 import type { StateDict } from "../tensor.js";
 import { type Layer, tapNames, type VggModel } from "../zoo/model.js";
 import { emitInference } from "./walk.js";
+import { emitWinogradInference, type WinogradChoice } from "./winograd-infer.js";
 
 export interface InferenceGraphOptions {
   /** Tap names to output (default: ["logits"]). */
   taps?: string[];
   /** Name of the graph input (default "input"). */
   inputName?: string;
+  /** Winograd F(4x4, 3x3) for 3x3 convs (graph/winograd-infer.ts): "auto" where it measured faster, "on", "off". */
+  winograd?: WinogradChoice;
 }
 
 export function buildInferenceGraph(m: VggModel, weights: StateDict, opts: InferenceGraphOptions = {}): ModelSpec {
@@ -32,9 +35,13 @@ export function buildInferenceGraph(m: VggModel, weights: StateDict, opts: Infer
     if (!t) throw new VggError(`weights lack '${key}'`);
     return g.initializer(key, t);
   };
-  emitInference(g, m.layers.slice(0, last + 1), x, param, (layer, y) => {
+  const each = (layer: Layer, y: string) => {
     if (layer.tap) tapValues.set(layer.tap, { value: y, shape: layer.outShape });
-  });
+  };
+  const layers = m.layers.slice(0, last + 1);
+  const choice = opts.winograd ?? "off";
+  if (choice === "off") emitInference(g, layers, x, param, each);
+  else emitWinogradInference(g, layers, x, param, { choice, taps: new Set(taps), each });
   for (const t of taps) {
     const v = tapValues.get(t);
     if (!v) throw new Error(`tap ${t} not emitted`);

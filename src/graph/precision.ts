@@ -4,6 +4,7 @@
  * quantization whose activation ranges come from running calibration images through the float graph here.
  */
 
+import type { WinogradChoice } from "./winograd-infer.js";
 import { VggError } from "../errors.js";
 import type { ModelSpec } from "../onnx/encode.js";
 import { Xoshiro128 } from "../random.js";
@@ -21,6 +22,11 @@ export type CalibrationMethod = "minmax" | "percentile";
 export interface PrecisionOptions {
   /** Default fp32. */
   precision?: Precision;
+  /**
+   * Winograd F(4x4, 3x3) for the 3x3 convs of an fp32 CPU session (graph/winograd-infer.ts). Sessions default to
+   * "auto"; `vgg export` to "off", a plain Conv graph that every ONNX consumer optimises its own way.
+   */
+  winograd?: WinogradChoice;
   /** int8: calibration inputs, float32 NCHW, preprocessed as the model's inputs are. */
   calibration?: Tensor;
   /** int8 without calibration data: this many N(0, 1) images. For benchmarking only: the outputs are garbage. */

@@ -5,6 +5,7 @@
 
 import { VggError } from "../errors.js";
 import { buildInferenceGraph } from "../graph/infer.js";
+import { resolveWinograd } from "../graph/winograd-infer.js";
 import { lowerPrecision, type Precision, type PrecisionOptions } from "../graph/precision.js";
 import { type Device, type DeviceChoice, resolveDevice } from "../runtime/device.js";
 import { type Compiled, compileSpec, openCompiled } from "../runtime/open-graph.js";
@@ -47,7 +48,7 @@ export class Predictor {
     const taps = opts.taps ?? ["logits"];
     const device = await resolveDevice(opts.device);
     // The weights live only inside compile(): once it returns they are garbage, before ORT loads its own copy.
-    const compiled = await compile(model, () => weightsFor(model, opts), taps, opts, opts.threads);
+    const compiled = await compile(model, () => weightsFor(model, opts), taps, opts, device, opts.threads);
     return new Predictor(model, await openCompiled(compiled, { threads: opts.threads, device }), taps, opts.precision ?? "fp32", device);
   }
 
@@ -58,7 +59,7 @@ export class Predictor {
   ): Promise<Predictor> {
     const taps = opts.taps ?? ["logits"];
     const device = await resolveDevice(opts.device);
-    const compiled = await compile(model, async () => weights, taps, opts, opts.threads);
+    const compiled = await compile(model, async () => weights, taps, opts, device, opts.threads);
     return new Predictor(model, await openCompiled(compiled, { threads: opts.threads, device }), taps, opts.precision ?? "fp32", device);
   }
 
@@ -82,11 +83,13 @@ async function compile(
   weights: () => Promise<StateDict>,
   taps: string[],
   p: PrecisionOptions,
+  device: Device,
   threads?: number,
 ): Promise<Compiled> {
+  const winograd = resolveWinograd(p.winograd, p.precision ?? "fp32", device);
   const sd = await weights();
   refuseNaNHead(model, sd, taps);
-  const spec = await lowerPrecision(model, buildInferenceGraph(model, sd, { taps }), p, threads);
+  const spec = await lowerPrecision(model, buildInferenceGraph(model, sd, { taps, winograd }), p, threads);
   return compileSpec(spec);
 }
 

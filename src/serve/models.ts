@@ -7,6 +7,7 @@ import * as path from "node:path";
 import type { Preprocessing } from "../data/preprocessing.js";
 import { VggError } from "../errors.js";
 import { buildInferenceGraph } from "../graph/infer.js";
+import { resolveWinograd } from "../graph/winograd-infer.js";
 import { type OnnxInfo, type OnnxValueInfo, readOnnxInfo } from "../onnx/decode.js";
 import { weightsFor } from "../predict/predictor.js";
 import { loadImage, weightsPreprocessing } from "../predict/preprocess.js";
@@ -107,7 +108,8 @@ export class ServedModel {
       labels: [...modelLabels(K, opts.labels, src.weights.endsWith(".safetensors") ? readModelMeta(src.weights)?.labels : undefined)],
     };
     // The weights are compiled into the graph now and dropped: the thread loads the graph, not the state dict.
-    const compiled = compileSpec(buildInferenceGraph(model, await weightsFor(model, { weights: src.weights })));
+    const winograd = resolveWinograd("auto", "fp32", opts.device ?? "cpu");
+    const compiled = compileSpec(buildInferenceGraph(model, await weightsFor(model, { weights: src.weights }), { winograd }));
     return new ServedModel(src.name ?? src.arch, inputs, outputs, classify, { compiled }, opts, onBatch);
   }
 
