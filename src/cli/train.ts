@@ -80,6 +80,16 @@ export function register(program: Command): void {
         PROTOCOLS,
       ),
     )
+    .option(
+      "--ema <decay>",
+      "also keep an exponential moving average of the weights and BN statistics, updated after every step (timm's ModelEmaV2; e.g. 0.999): validated each epoch, written as ema.safetensors and ema-best.safetensors, tested at the end (default off)",
+      float,
+    )
+    .option(
+      "--swa-start <epoch>",
+      "stochastic weight averaging: the equal average of the weights at the end of epochs E..--epochs, its BN statistics recomputed over the training data at the end (torch.optim.swa_utils); written as swa.safetensors, tested at the end (default off)",
+      positiveInt,
+    )
     .option("--no-progress", "no progress bar")
     .option("--no-memory-check", "start even when the peak memory estimate exceeds the memory available");
   // --arch and --data come from the checkpoint on --resume, so they are required only for a new run.
@@ -109,6 +119,8 @@ export function register(program: Command): void {
       console.log(
         `test top-1 accuracy ${(100 * r.test.top1).toFixed(2)}% (${r.test.n} images)` +
           (r.testProtocol ? `, ${(100 * r.testProtocol.top1).toFixed(2)}% under the ${r.testProtocol.protocol} protocol` : "") +
+          (r.ema?.test ? `, EMA ${(100 * r.ema.test.top1).toFixed(2)}%` : "") +
+          (r.swa?.test ? `, SWA ${(100 * r.swa.test.top1).toFixed(2)}%` : "") +
           `; weights ${r.weights}; ${r.seconds.toFixed(0)} s`,
       );
     // evaluateProtocol's note (dense over images that fit the input) rides along in the kept scores.

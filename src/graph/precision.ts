@@ -4,7 +4,6 @@
  * quantization whose activation ranges come from running calibration images through the float graph here.
  */
 
-import type { WinogradChoice } from "./winograd-infer.js";
 import { VggError } from "../errors.js";
 import type { ModelSpec } from "../onnx/encode.js";
 import { Xoshiro128 } from "../random.js";
@@ -14,6 +13,7 @@ import { numel, type Tensor } from "../tensor.js";
 import type { VggModel } from "../zoo/model.js";
 import { floatsToHalf } from "./half.js";
 import { type CalibrationGraph, prepareQuantization, type QuantizeOptions, type Range, toFloat16 } from "./quantize.js";
+import type { WinogradChoice } from "./winograd-infer.js";
 
 export const PRECISIONS = ["fp32", "fp16", "int8"] as const;
 export type Precision = (typeof PRECISIONS)[number];

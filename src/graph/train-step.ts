@@ -387,7 +387,7 @@ function lastTrainableLayer(m: VggModel): number {
  * to the first trainable one (ReLU, max-pool, average pool, flatten, LRN: the same in either mode, and with nothing to
  * learn before them they need no backward). Dropout is not among them: after the frozen prefix it is in training mode.
  */
-function frozenBoundary(m: VggModel, freeze: number): number {
+export function frozenBoundary(m: VggModel, freeze: number): number {
   let b = freeze;
   if (b === 0) return 0;
   while (b < m.layers.length && m.layers[b].params.length === 0 && m.layers[b].kind !== "dropout") b++;
@@ -399,7 +399,7 @@ function frozenBoundary(m: VggModel, freeze: number): number {
  * the output in the training layout ([C, H, W, N] or [F, N]). Frozen tensors become constant initializers from
  * `weights`, or graph inputs recorded in `inputs`.
  */
-function frozenForward(
+export function frozenForward(
   g: GraphBuilder,
   m: VggModel,
   b: number,

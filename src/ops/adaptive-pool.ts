@@ -4,9 +4,9 @@ import { checkRank, type OpKind } from "./types.js";
 
 /**
  * torchvision's AdaptiveAvgPool2d. Output cell j of n over an input of length L averages
- * [floor(j*L/n), ceil((j+1)*L/n)). The general case is written as two small averaging-matrix products
- * (P_h . X . P_w^T), which exports for every input size; where the pool is a plain average pool (L a multiple of
- * n) or the identity (L == n) the cheaper op is emitted, with identical numbers.
+ * [floor(j*L/n), ceil((j+1)*L/n)). The general case is written as one product with the 2-D averaging matrix
+ * (X [N, C, H*W] . P^T, P = P_h (x) P_w), which exports for every input size; where the pool is a plain average
+ * pool (L a multiple of n) or the identity (L == n) the cheaper op is emitted, with identical numbers.
  */
 export interface AdaptivePoolAttrs {
   out: number;
@@ -62,10 +62,17 @@ export const adaptivePool: OpKind<AdaptivePoolAttrs> = {
       const kw = W / a.out;
       return g.op1("AveragePool", [x], { kernel_shape: ints([kh, kw]), strides: ints([kh, kw]), ceil_mode: i(0) }, name);
     }
-    const pwT = g.initializer(`${name}.pw_t`, { dtype: "float32", shape: [W, a.out], data: transpose(adaptiveMatrix(W, a.out), a.out, W) });
-    const ph = g.initializer(`${name}.ph`, { dtype: "float32", shape: [a.out, H], data: adaptiveMatrix(H, a.out) });
-    const rows = g.op1("MatMul", [x, pwT], undefined, `${name}_w`);
-    return g.op1("MatMul", [ph, rows], undefined, name);
+    // x [N, C, H*W] . P^T [H*W, n*n]: the map first and the constant second, the MatMul form other ONNX consumers
+    // take as a fully connected layer (OpenCV's DNN refuses a MatMul whose first input is a constant).
+    const n = a.out;
+    const C = inShape[0];
+    const pT = g.initializer(`${name}.pool_matrix_t`, {
+      dtype: "float32",
+      shape: [H * W, n * n],
+      data: transpose(adaptiveMatrix2d(H, W, n), n * n, H * W),
+    });
+    const y = g.op1("MatMul", [reshape(g, x, [-1, C, H * W]), pT], undefined, `${name}_pool`);
+    return reshape(g, y, [-1, C, n, n], name);
   },
   trainForward(ctx, a, x, inShape, name) {
     const g = ctx.g;

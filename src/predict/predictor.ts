@@ -5,8 +5,8 @@
 
 import { VggError } from "../errors.js";
 import { buildInferenceGraph } from "../graph/infer.js";
-import { resolveWinograd } from "../graph/winograd-infer.js";
 import { lowerPrecision, type Precision, type PrecisionOptions } from "../graph/precision.js";
+import { resolveWinograd } from "../graph/winograd-infer.js";
 import { type Device, type DeviceChoice, resolveDevice } from "../runtime/device.js";
 import { type Compiled, compileSpec, openCompiled } from "../runtime/open-graph.js";
 import type { Session } from "../runtime/ort.js";

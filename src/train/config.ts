@@ -61,6 +61,10 @@ export interface TrainOptions extends ModelFlagOptions {
   progress?: boolean;
   checkpointEvery?: number;
   testProtocol?: Protocol;
+  /** Keep an exponential moving average of the weights and BN statistics with this decay (e.g. 0.999; default off). */
+  ema?: number;
+  /** Average the weights at the end of epochs swaStart..epochs (SWA; 1-based; default off). */
+  swaStart?: number;
 }
 
 /** The defaults of `vgg train` and `train()`. */
@@ -164,7 +168,26 @@ export function trainConfig(o: TrainOptions): TrainConfig {
     checkpointEvery: o.checkpointEvery,
     testProtocol: o.testProtocol,
     dropLast: Boolean(o.dropLast),
+    ema: checkEma(o.ema),
+    // A resumed run's --epochs may come from its checkpoint: resumedConfig checks it then.
+    swaStart: o.resume ? o.swaStart : checkSwaStart(o.swaStart, o.epochs ?? DEFAULT_EPOCHS),
   };
+}
+
+/** --ema: a decay strictly between 0 and 1 (1 would never move, 0 would be the raw weights). */
+function checkEma(decay: number | undefined): number | undefined {
+  if (decay !== undefined && !(decay > 0 && decay < 1))
+    throw new VggError(`--ema ${decay}: want a decay between 0 and 1 (exclusive), e.g. 0.999`);
+  return decay;
+}
+
+/** --swa-start: an epoch (1-based) that the run reaches, so that at least one epoch's weights are averaged. */
+function checkSwaStart(start: number | undefined, epochs: number): number | undefined {
+  if (start === undefined) return undefined;
+  if (!(Number.isInteger(start) && start >= 1)) throw new VggError(`--swa-start ${start}: want an epoch number, 1 or more`);
+  if (start > epochs)
+    throw new VggError(`--swa-start ${start} is beyond --epochs ${epochs}: no epoch's weights would be averaged (epochs are 1..${epochs})`);
+  return start;
 }
 
 /** The args a run is resumed with are the ones it started with; these may change on resume. */
@@ -194,6 +217,7 @@ const FOLDER_LAYOUT = 2;
 export function resumedConfig(cfgIn: TrainConfig, saved: RunConfig, dir: string): RunConfig {
   const overrides = Object.entries(cfgIn).filter(([k, v]) => RESUMABLE_OVERRIDES.has(k) && !(STICKY.has(k) && v === undefined));
   const cfg = { ...saved, ...Object.fromEntries(overrides) } as RunConfig;
+  checkSwaStart(cfg.swaStart, cfg.epochs);
   // Folder runs started before val/ became the validation split (and test/ the test split) would resume on other
   // splits and statistics: refused rather than silently changed.
   if (/^folder:/i.test(cfg.data) && cfg.folderLayout !== FOLDER_LAYOUT)

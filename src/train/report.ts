@@ -24,10 +24,14 @@ export function writeReport(
   bestEpoch: number,
   seconds: number,
   testProtocol?: Scores & { protocol: string; scales: number[]; note?: string },
+  /** The averaged models' test lines (--ema, --swa-start). */
+  averaged: string[] = [],
 ): string {
+  // --ema adds the EMA's validation accuracy beside the raw weights'.
+  const ema = history.some((m) => m.emaVal !== undefined);
   const rows = history.map(
     (m) =>
-      `| ${m.epoch} | ${m.lr.toPrecision(3)} | ${m.trainLoss.toFixed(4)} | ${pct(m.trainTop1)} | ${m.val ? m.val.loss.toFixed(4) : "-"} | ${pct(m.val?.top1)} | ${pct(m.val?.top5)} | ${m.imagesPerSecond.toFixed(0)} |`,
+      `| ${m.epoch} | ${m.lr.toPrecision(3)} | ${m.trainLoss.toFixed(4)} | ${pct(m.trainTop1)} | ${m.val ? m.val.loss.toFixed(4) : "-"} | ${pct(m.val?.top1)} | ${pct(m.val?.top5)} |${ema ? ` ${pct(m.emaVal?.top1)} |` : ""} ${m.imagesPerSecond.toFixed(0)} |`,
   );
   const md = [
     `# ${title}`,
@@ -45,11 +49,12 @@ export function writeReport(
           `The same weights under the ${testProtocol.protocol} protocol (test scale ${testProtocol.scales.join(", ")}): top-1 ${pct(testProtocol.top1)}%, top-5 ${pct(testProtocol.top5)}%, loss ${testProtocol.loss.toFixed(4)}.${testProtocol.note ? ` Note: ${testProtocol.note}.` : ""}`,
         ]
       : []),
+    ...averaged.flatMap((l) => ["", l]),
     "",
     `Wall time: ${(seconds / 60).toFixed(1)} min.`,
     "",
-    "| epoch | lr | train loss | train top-1 % | val loss | val top-1 % | val top-5 % | img/s |",
-    "|---|---|---|---|---|---|---|---|",
+    `| epoch | lr | train loss | train top-1 % | val loss | val top-1 % | val top-5 % |${ema ? " EMA val top-1 % |" : ""} img/s |`,
+    `|---|---|---|---|---|---|---|${ema ? "---|" : ""}---|`,
     ...rows,
     "",
   ].join("\n");
@@ -94,5 +99,15 @@ export function describeRun(cfg: RunConfig, ds: Dataset, model: VggModel, tf: Tr
     `augmentation ${JSON.stringify({ ...tf, mean: undefined, std: undefined })}`,
     `normalisation ${cfg.normalizeTo ? `${cfg.normalizeTo.from} mean/std` : (cfg.normalize ?? "meanstd")}${tf.mean ? ` (mean ${fmtList(tf.mean)}, std ${fmtList(tf.std ?? [])})` : ""}`,
     ...(cfg.freeze ? [freezeSummary(model, cfg.freeze, resolveFreeze(model, cfg.freeze))] : []),
+    ...averagingSummary(cfg),
   ].join("\n");
+}
+
+/** The run description's line for --ema and --swa-start (none without them). */
+function averagingSummary(cfg: RunConfig): string[] {
+  const parts = [
+    cfg.ema !== undefined ? `EMA decay ${cfg.ema} after every step` : "",
+    cfg.swaStart !== undefined ? `SWA of epochs ${cfg.swaStart}-${cfg.epochs}, BN statistics recomputed at the end` : "",
+  ].filter(Boolean);
+  return parts.length ? [`weight averaging: ${parts.join("; ")}`] : [];
 }

@@ -2,7 +2,7 @@
  * The training driver: data in worker threads, the whole SGD step as one ONNX graph on ORT, the paper's
  * learning-rate schedule on a held-out validation split, atomic checkpoints, exact resume, divergence guard.
  * This file is the run and its epoch loop; its parts are config.ts (defaults, resume), signals.ts, guard.ts,
- * checkpoint.ts, report.ts (report.md, metrics.jsonl) and types.ts.
+ * checkpoint.ts, report.ts (report.md, metrics.jsonl), averaging.ts (--ema, --swa-start) and types.ts.
  * The test split is touched once, at the end, with the best checkpoint.
  *
  * Crash safety: the run directory is locked (lock.ts); every file is written atomically (temp file, fsync,
@@ -21,7 +21,7 @@ import { evalScale, presetTransforms, type TransformConfig } from "../data/trans
 import { VggError } from "../errors.js";
 import { evalWeights } from "../eval/evaluate.js";
 import type { Scores } from "../eval/metrics.js";
-import { evaluateProtocol, type Protocol } from "../eval/protocols.js";
+import { checkCropRoom, evaluateProtocol, type Protocol } from "../eval/protocols.js";
 import { checkMemory, estimateTraining } from "../graph/memory.js";
 import { encodeTrainStep, resolveFreeze, stepFeeds, TRAIN_SESSION_OPTIONS, zeroMomentum } from "../graph/train-step.js";
 import { fsError, writeTextAtomic } from "../io/atomic.js";
@@ -36,6 +36,7 @@ import { loadWeights } from "../weights/load.js";
 import type { ModelMeta } from "../weights/model-meta.js";
 import { fitStart, resolveStart, type Start } from "../weights/start.js";
 import { buildModel, type ModelOptions, type VggModel } from "../zoo/model.js";
+import { Averages, averagedReportLines, averagingBytes, momentumOf, testAverages } from "./averaging.js";
 import { type Checkpoint, checkpointPaths, loadCheckpoint, recoverCheckpoint, saveCheckpoint } from "./checkpoint.js";
 import { dropsLastBatch, newRunConfig, resumedConfig, resumeHint, withStartDefaults } from "./config.js";
 import { assertFinite, guardDivergence, keptNote } from "./guard.js";
@@ -117,6 +118,8 @@ interface Run {
   recent: number[];
   /** What --init-from copied. */
   initFrom?: string;
+  /** --ema, --swa-start (averaging.ts); null without them. */
+  averages: Averages | null;
   last: string;
   metricsPath: string;
 }
@@ -135,6 +138,7 @@ async function trainLocked(cfgIn: TrainConfig, log: Log, t0: number, sigint: Sto
   await trainEpochs(run, sigint, log);
   // Training is over and checkpointed: from here a signal ends the process as usual (a resume redoes the test).
   sigint.detach();
+  await run.averages?.finish(log);
   return testAndReport(run, t0, log);
 }
 
@@ -178,7 +182,7 @@ async function setUp(cfgIn: RunConfig, ckpt: Checkpoint | undefined, log: Log): 
   const dir = cfg.out;
   const run: Run = {
     ...{ dir, cfg, ds, train: ds.splits.train, model, freeze, trainTf, evalTf, meta },
-    ...{ weights: new Map(), momentum: new Map(), history: [], recent: [] },
+    ...{ weights: new Map(), momentum: new Map(), history: [], recent: [], averages: null },
     schedule: new Schedule(
       { kind: cfg.schedule, lr: cfg.lr, epochs: cfg.epochs, patience: cfg.patience, warmup: cfg.warmup },
       ckpt?.state.schedule,
@@ -187,10 +191,13 @@ async function setUp(cfgIn: RunConfig, ckpt: Checkpoint | undefined, log: Log): 
     last: checkpointPaths(dir, "last").weights,
     metricsPath: join(dir, "metrics.jsonl"),
   };
+  // Given now (a new run, or a resume that changes it): refused before training rather than "not scored" after it.
+  if (cfg.testProtocol !== ckpt?.state.args.testProtocol) checkTestProtocol(run);
   if (ckpt) {
     run.weights = ckpt.weights;
-    run.momentum = ckpt.momentum;
+    run.momentum = momentumOf(ckpt.momentum);
   } else await startFresh(run, start as Start, log);
+  run.averages = Averages.of(run, ckpt?.momentum);
   const state = run.state;
   // The checkpoint is the record: metrics.jsonl holds exactly its completed epochs (a crashed run may have written
   // a line the checkpoint does not cover; the resumed run writes it again). Checkpoints from before the history
@@ -199,6 +206,17 @@ async function setUp(cfgIn: RunConfig, ckpt: Checkpoint | undefined, log: Log): 
   writeTextAtomic(run.metricsPath, jsonl(run.history));
   run.recent = state.recent ? [...state.recent] : [];
   return run;
+}
+
+/** --test-protocol multicrop where every crop is the same window (Fashion-MNIST at its own scale): a one-line refusal. */
+function checkTestProtocol(run: Run): void {
+  const p = run.cfg.testProtocol;
+  if (!p || !run.ds.splits.test) return;
+  try {
+    checkCropRoom(p, [evalScale(run.evalTf, run.ds.size)], run.model.inputShape[1], run.ds.size);
+  } catch (err) {
+    throw err instanceof VggError ? new VggError(`--test-protocol ${err.message}`) : err;
+  }
 }
 
 /** The model the data and settings call for, its transforms and the description its checkpoints carry. */
@@ -293,9 +311,13 @@ async function openSteps(run: Run, dropLast: boolean): Promise<Map<number, StepG
     );
   const estimates = sizes.map((n) => estimateTraining(model, n, freeze));
   const shared = estimates[0].parts.runtime + estimates[0].parts.weights;
+  const averaged = averagingBytes(cfg, model, freeze);
   checkMemory(
     `training ${cfg.arch} at batch ${sizes[0]}, input ${model.inputShape[1]}${sizes.length > 1 ? ` (and a last batch of ${sizes[1]})` : ""}`,
-    { total: estimates.reduce((t, e) => t + e.total - shared, shared), parts: estimates[0].parts },
+    {
+      total: estimates.reduce((t, e) => t + e.total - shared, shared) + averaged,
+      parts: { ...estimates[0].parts, weights: estimates[0].parts.weights + averaged },
+    },
     "lower --batch-size or --input-size, or raise --width-divisor",
   );
   const steps = new Map<number, StepGraph>();
@@ -324,7 +346,7 @@ function writeCheckpoint(run: Run, name: "last" | "best", position?: TrainerStat
   state.position = position;
   state.partial = partial;
   try {
-    if (name === "last") saveCheckpoint(dir, "last", run.weights, run.meta, run.momentum, state);
+    if (name === "last") saveCheckpoint(dir, "last", run.weights, run.meta, run.averages?.packed(run.momentum) ?? run.momentum, state);
     else saveCheckpoint(dir, "best", run.weights, run.meta);
   } catch (err) {
     const e = err instanceof VggError ? err : fsError(dir, err, "write");
@@ -341,6 +363,7 @@ async function trainEpochs(run: Run, sigint: Stop, log: Log): Promise<void> {
   const { cfg, state } = run;
   const dropLast = dropsLastBatch(cfg, run.model, run.train.indices.length);
   const steps = await openSteps(run, dropLast);
+  await run.averages?.open();
   const loader = new BatchLoader(run.train, {
     batchSize: cfg.batchSize,
     shuffle: cfg.shuffle,
@@ -369,6 +392,7 @@ async function trainEpochs(run: Run, sigint: Stop, log: Log): Promise<void> {
   } finally {
     await loader.close();
     for (const { session } of steps.values()) await session.release();
+    await run.averages?.release();
   }
 }
 
@@ -424,6 +448,7 @@ async function trainEpoch(
     // A partial batch's mean loss over a few images is noisy: it is checked for NaN/Inf only.
     guardDivergence(loss, b.n === cfg.batchSize ? run.recent : null, state.step, epoch, s.lr, run.last);
     for (const e of step.state) (e.kind === "momentum" ? run.momentum : run.weights).set(e.input, out[e.output]);
+    await run.averages?.afterStep(run.weights);
     s.lossSum += loss * b.n;
     s.hits += (out.correct1.data as Float32Array)[0];
     s.seen += b.n;
@@ -461,6 +486,7 @@ async function endEpoch(run: Run, epoch: number, s: EpochSums, te: number, log: 
   assertFinite(run.weights, epoch, s.lr, run.last);
   const trainSecs = (performance.now() - te) / 1000;
   const val = run.ds.splits.val ? await evalWeights(run.model, run.weights, run.ds.splits.val, run.evalTf, engineOf(cfg)) : null;
+  const emaVal = await run.averages?.endEpoch(epoch + 1);
   const acc = val ? val.top1 : s.hits / Math.max(s.seen, 1);
   const cut = schedule.endEpoch(acc);
   state.epoch = epoch + 1;
@@ -479,6 +505,7 @@ async function endEpoch(run: Run, epoch: number, s: EpochSums, te: number, log: 
     val,
     imagesPerSecond: s.seenHere / trainSecs,
     seconds: (performance.now() - te) / 1000,
+    ...(emaVal !== undefined ? { emaVal } : {}),
   };
   run.history.push(m);
   // best before last: last commits the epoch, so a crash between the two redoes the epoch (and its best).
@@ -488,6 +515,7 @@ async function endEpoch(run: Run, epoch: number, s: EpochSums, te: number, log: 
   log(
     `epoch ${m.epoch}/${cfg.epochs}  lr ${s.lr.toPrecision(3)}  train loss ${m.trainLoss.toFixed(4)} acc ${(100 * m.trainTop1).toFixed(2)}%` +
       (val ? `  val loss ${val.loss.toFixed(4)} top-1 ${(100 * val.top1).toFixed(2)}% top-5 ${(100 * val.top5).toFixed(2)}%` : "") +
+      (emaVal ? `  EMA val top-1 ${(100 * emaVal.top1).toFixed(2)}%` : "") +
       `  ${m.imagesPerSecond.toFixed(0)} img/s  ${fmtTime(m.seconds)}${improved ? "  (best)" : ""}${cut ? `  -> lr ${schedule.state.lr.toPrecision(3)}` : ""}`,
   );
 }
@@ -507,6 +535,7 @@ async function testAndReport(run: Run, t0: number, log: Log): Promise<TrainResul
     if (cfg.testProtocol && cfg.testProtocol !== "single")
       testProtocol = await protocolScores(run, cfg.testProtocol, best, ds.splits.test, log);
   }
+  const averaged = await testAverages(run, log);
   const result: TrainResult = {
     runDir: dir,
     epochs: run.history,
@@ -517,13 +546,16 @@ async function testAndReport(run: Run, t0: number, log: Log): Promise<TrainResul
     weights: bestPath,
     seconds: (performance.now() - t0) / 1000,
     initFrom: run.initFrom,
+    ...averaged,
   };
   writeTextAtomic(
     join(dir, "result.json"),
     `${JSON.stringify({ ...result, arch: cfg.arch, options: model.options, data: cfg.data }, null, 1)}\n`,
   );
   const setup = describeRun(cfg, ds, model, run.trainTf);
-  const report = writeReport(dir, `${cfg.arch} on ${cfg.data}`, setup, run.history, test, state.bestEpoch, result.seconds, testProtocol);
+  const title = `${cfg.arch} on ${cfg.data}`;
+  const extra = averagedReportLines(averaged, cfg.ema);
+  const report = writeReport(dir, title, setup, run.history, test, state.bestEpoch, result.seconds, testProtocol, extra);
   log(`report: ${report}`);
   return result;
 }

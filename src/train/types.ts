@@ -75,6 +75,13 @@ export interface TrainConfig {
    * step graph built for its size. Runs saved before this option existed dropped it, and still do on resume.
    */
   dropLast?: boolean;
+  /**
+   * An exponential moving average of the weights and BN statistics with this decay (timm's ModelEmaV2), updated
+   * after every step, validated each epoch, tested at the end (averaging.ts).
+   */
+  ema?: number;
+  /** Stochastic weight averaging of the weights at the end of epochs swaStart..epochs (1-based), BN redone at the end. */
+  swaStart?: number;
 }
 
 /** A run's settings once the defaults and, on resume, the saved args are applied. */
@@ -89,6 +96,18 @@ export interface EpochMetrics {
   val: Scores | null;
   imagesPerSecond: number;
   seconds: number;
+  /** With --ema: the EMA's validation scores (null without a validation split). */
+  emaVal?: Scores | null;
+}
+
+/** An averaged model's test result (--ema, --swa-start). */
+export interface AveragedTest {
+  weights: string;
+  test: Scores | null;
+  /** EMA: the epoch its weights are from. */
+  epoch?: number;
+  /** SWA: the first and last epoch averaged. */
+  epochs?: [number, number];
 }
 
 export interface TrainResult {
@@ -103,6 +122,10 @@ export interface TrainResult {
   seconds: number;
   /** What --init-from copied (absent without it, or on resume). */
   initFrom?: string;
+  /** --ema: the EMA (best by its validation accuracy) on the test split. */
+  ema?: AveragedTest;
+  /** --swa-start: the SWA model on the test split. */
+  swa?: AveragedTest;
 }
 
 export type Log = (line: string) => void;
@@ -127,4 +150,9 @@ export interface TrainerState {
    */
   position?: { epoch: number; batch: number };
   partial?: { lossSum: number; hits: number; seen: number; lr: number };
+  /** --swa-start: how many epochs' weights the SWA average holds. */
+  swaCount?: number;
+  /** --ema: the best validation accuracy of the EMA so far, and its epoch (ema-best.safetensors). */
+  bestEmaValAcc?: number;
+  bestEmaEpoch?: number;
 }
