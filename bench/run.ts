@@ -1,6 +1,6 @@
 /**
- * `npm run bench`: VGG inference, this project against ONNX Runtime on torch's own ONNX export and against
- * PyTorch eager, on the same machine in the same minutes.
+ * `npm run bench`: VGG inference, this project (Winograd by default, and with --winograd off) against ONNX Runtime on
+ * torch's own ONNX export and against PyTorch eager, on the same machine in the same minutes.
  *
  *   node dist/bench/run.js [--rounds 3] [--quick] [--cases vgg16:224:1,vgg16:224:8,vgg11_bn:224:8]
  *        [--iterations K] [--threads 2] [--ours cli|lib] [--no-first] [--python /usr/bin/python3] [--out DIR]
@@ -22,10 +22,11 @@ const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const TORCH_ARCHS = ["vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn"];
 const DEFAULT_CASES = "vgg16:224:1,vgg16:224:8,vgg11_bn:224:8";
 
-type Contender = "ours" | "ort-export" | "pytorch";
-const CONTENDERS: Contender[] = ["ours", "ort-export", "pytorch"];
+type Contender = "ours" | "ours-direct" | "ort-export" | "pytorch";
+const CONTENDERS: Contender[] = ["ours", "ours-direct", "ort-export", "pytorch"];
 const LABEL: Record<Contender, string> = {
-  ours: "ours (vgg bench infer)",
+  ours: "ours (vgg bench infer: Winograd auto)",
+  "ours-direct": "ours, --winograd off (ORT's Conv)",
   "ort-export": "ORT on torch's export",
   pytorch: "PyTorch eager",
 };
@@ -232,10 +233,11 @@ async function main(): Promise<void> {
     const common = ["--arch", c.arch, "--batch", String(c.batch), "--input-size", String(c.size), "--threads", String(threads)];
     const k = ["--iterations", String(iters(c))];
     const w = ["--warmup", String(warmup(c))];
-    if (who === "ours") {
+    if (who === "ours" || who === "ours-direct") {
+      const wino = ["--winograd", who === "ours" ? "auto" : "off"];
       return oursMode === "cli"
-        ? [process.execPath, [vggBin, "bench", "infer", ...common, ...k, ...(cliWarmup ? w : []), "--json"]]
-        : [process.execPath, [join(ROOT, "dist", "bench", "ours.js"), ...common, ...k, ...w]];
+        ? [process.execPath, [vggBin, "bench", "infer", ...common, ...k, ...(cliWarmup ? w : []), ...wino, "--json"]]
+        : [process.execPath, [join(ROOT, "dist", "bench", "ours.js"), ...common, ...k, ...w, ...wino]];
     }
     if (who === "ort-export") {
       const model = exports.get(`${c.arch}-${c.size}`)!;

@@ -44,15 +44,20 @@ function rowOf(t: Tiled, h: number, w: number): number {
 }
 
 /**
- * Measured on 2 cores, batch 8 (bench/results/inference.md): Winograd wins where the GEMM dominates the transforms'
- * memory traffic, i.e. from 128 channels in.
+ * Measured per layer on 2 cores (ORT's profiler, VGG16 at 224, batch 8; bench/results/inference.md): Winograd wins
+ * from 128 input channels on (conv2_2 and deeper), where the 36 GEMMs dominate the transforms' memory traffic.
+ * With 64 (conv1_2, conv2_1) the transforms cost more than they save (conv2_1: 154 ms against 118 for ORT's Conv,
+ * the layout change included), and conv1_1's 3 channels make the output transform the whole cost. Maps under 4x4
+ * pad each 4x4 tile mostly with zeros (vgg11_bn at 32, batch 128: the same speed with or without its 2x2 layers).
  */
 export function winogradWins(layer: Layer): boolean {
-  return layer.kind === "conv" && layer.attrs.kernel === 3 && layer.attrs.inC >= 4;
+  return layer.kind === "conv" && layer.attrs.kernel === 3 && layer.attrs.inC >= 128 && Math.min(layer.inShape[1], layer.inShape[2]) >= 4;
 }
 
 function fromNchw(g: GraphBuilder, x: string, C: number, H: number, W: number, name: string): Tiled {
-  const rows = reshape(g, transpose(g, x, [2, 3, 0, 1], `${name}_to_rows`), [H * W, -1]);
+  // A 2-D transpose [N*C, H*W] -> [H*W, N*C]: ORT moves one axis fast, where the 4-D permutation [2, 3, 0, 1]
+  // of the same data ran at a third of the speed.
+  const rows = transpose(g, reshape(g, x, [-1, H * W]), [1, 0], `${name}_to_rows`);
   const value = g.op1("Pad", [rows, g.shapeConst([0, 0, 1, 0])], undefined, `${name}_zero_row`);
   return { value, m: 1, th: H, tw: W, H, W, C, zero: H * W };
 }
@@ -61,7 +66,7 @@ function toNchw(g: GraphBuilder, t: Tiled, name: string): string {
   const order: number[] = [];
   for (let h = 0; h < t.H; h++) for (let w = 0; w < t.W; w++) order.push(rowOf(t, h, w));
   const rows = g.op1("Gather", [t.value, g.constant("int64", [order.length], order)], { axis: i(0) }, `${name}_positions`);
-  return transpose(g, reshape(g, rows, [t.H, t.W, -1, t.C]), [2, 3, 0, 1], `${name}_to_nchw`);
+  return reshape(g, transpose(g, rows, [1, 0], `${name}_to_nchw`), [-1, t.C, t.H, t.W]);
 }
 
 /** The conv's weight in the Winograd domain, U [36, C, O], and its bias, with a following BN folded into both. */
