@@ -87,9 +87,11 @@ function sameBits(a: Tensor, b: Tensor): boolean {
   );
 }
 
+// The frozen prefix with Winograd forced on for every 3x3 conv, and off (ORT's Conv).
+const variants = [true, false].flatMap((baked) => (["on", "off"] as const).map((winograd) => ({ baked, winograd })));
 for (const c of manifest.cases) {
-  for (const baked of [true, false]) {
-    test(`freeze ${c.freeze}: 3 steps match torch with requires_grad=False: ${c.name} (${baked ? "baked in" : "as inputs"})`, async () => {
+  for (const { baked, winograd } of variants) {
+    test(`freeze ${c.freeze}: 3 steps match torch with requires_grad=False: ${c.name} (${baked ? "baked in" : "as inputs"}, Winograd ${winograd})`, async () => {
       const m = buildModel(c.arch, { head: c.head, numClasses: c.classes, widthDivisor: c.widthDivisor, inputSize: 32, dropout: 0 });
       const F = resolveFreeze(m, c.freeze);
       const frozen = frozenKeys(m, F);
@@ -98,7 +100,7 @@ for (const c of manifest.cases) {
       const want = readSt(join(DIR, `${c.name}.update.safetensors`)).tensors;
       const batch = readSt(join(DIR, `batch_n${c.batch}.safetensors`)).tensors;
       const sd = copy(init);
-      const opts = { batchSize: c.batch, freeze: F, frozenWeights: baked ? init : undefined };
+      const opts = { batchSize: c.batch, freeze: F, frozenWeights: baked ? init : undefined, winograd };
       const r = await runSteps(m, opts, sd, batch, c.lr, c.steps);
 
       // Frozen tensors: not updated, not even graph outputs; baked in or plain inputs.

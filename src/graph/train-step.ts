@@ -39,6 +39,7 @@ import type { DType, StateDict, Tensor } from "../tensor.js";
 import { numel } from "../tensor.js";
 import { type Layer, stateSpec, tapNames, type VggModel } from "../zoo/model.js";
 import { emitInference, valueName } from "./walk.js";
+import { emitWinogradInference, type WinogradChoice } from "./winograd-infer.js";
 
 export interface TrainStepOptions extends SgdOptions {
   /** Batch size of this graph. */
@@ -76,6 +77,8 @@ export interface TrainStepOptions extends SgdOptions {
    * Without it they are graph inputs, fed by stepFeeds from the state dict and never output.
    */
   frozenWeights?: StateDict;
+  /** The frozen prefix's 3x3 convs by Winograd (graph/winograd-infer.ts; default auto, off on webgpu). */
+  winograd?: WinogradChoice;
 }
 
 export interface ConvChoice {
@@ -305,7 +308,8 @@ export function buildTrainStep(m: VggModel, opts: TrainStepOptions): TrainStep {
 
   // Forward.
   const frozenInputs: FrozenInput[] = [];
-  let h = B > 0 ? frozenForward(g, m, B, N, x, opts.frozenWeights, frozenInputs) : transpose(g, x, [1, 2, 3, 0], "x_chwn");
+  const winograd = opts.winograd ?? (opts.device === "webgpu" ? "off" : "auto");
+  let h = B > 0 ? frozenForward(g, m, B, N, x, opts.frozenWeights, frozenInputs, winograd) : transpose(g, x, [1, 2, 3, 0], "x_chwn");
   const saved: Record<string, string>[] = [];
   const newState = new Map<string, string>();
   layers.forEach((layer, idx) => {
@@ -407,6 +411,7 @@ export function frozenForward(
   x: string,
   weights: StateDict | undefined,
   inputs: FrozenInput[],
+  winograd: WinogradChoice = "off",
 ): string {
   const values = new Map<string, string>();
   const param = (layer: Layer, suffix: string) => {
@@ -426,7 +431,12 @@ export function frozenForward(
     values.set(key, v);
     return v;
   };
-  const h = emitInference(g, m.layers.slice(0, b), x, param);
+  // The frozen prefix is inference: Winograd where it measured faster (graph/winograd-infer.ts), as in a session.
+  const layers = m.layers.slice(0, b);
+  const h =
+    winograd === "off"
+      ? emitInference(g, layers, x, param)
+      : emitWinogradInference(g, layers, x, param, { choice: winograd, taps: new Set() });
   const out = m.layers[b - 1].outShape;
   if (out.length === 3) return nchwToChwn(g, h, out[0], out[1], out[2], N, "frozen_to_chwn");
   return transpose(g, h, [1, 0], "frozen_to_fn");
