@@ -7,7 +7,7 @@
  *   one contender: node dist/bench/precision.js --one --precision int8 [--activations uint8|int8] [--per-tensor]
  *        [--reduce-range] [--profile] [--save-onnx FILE] ...
  *
- * Contender names: fp32, fp16, fp16c (fp16 compute), int8 (U8S8 per-channel), int8-s8s8, int8-pt (per-tensor),
+ * Contender names: fp32 (Winograd auto, the default), fp32-direct (--winograd off), fp16, fp16c (fp16 compute), int8 (U8S8 per-channel), int8-s8s8, int8-pt (per-tensor),
  * int8-rr (reduce range). int8 is calibrated on random images (--calibrate-random): speed does not depend on the
  * ranges. With --profile the contender also reports which kernels ORT ran (from ORT's profiler).
  */
@@ -18,6 +18,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { buildInferenceGraph } from "../src/graph/infer.js";
 import { lowerPrecision, type PrecisionOptions } from "../src/graph/precision.js";
+import { resolveWinograd } from "../src/graph/winograd-infer.js";
 import { encodeModelParts, type ModelSpec } from "../src/onnx/encode.js";
 import { compileSpec, openCompiled } from "../src/runtime/open-graph.js";
 import { initWeights } from "../src/weights/init.js";
@@ -28,6 +29,7 @@ const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
 
 const CONTENDERS: Record<string, PrecisionOptions> = {
   fp32: { precision: "fp32" },
+  "fp32-direct": { precision: "fp32", winograd: "off" },
   fp16: { precision: "fp16" },
   fp16c: { precision: "fp16", fp16Compute: true },
   int8: { precision: "int8", calibrateRandom: 4 },
@@ -82,7 +84,9 @@ async function one(f: Map<string, string>): Promise<void> {
   if (!p) throw new Error(`unknown contender '${name}' (known: ${Object.keys(CONTENDERS).join(", ")})`);
   const t0 = performance.now();
   const m = buildModel(arch, { inputSize: size, head: (f.get("head") as "paper" | "compact") ?? "paper" });
-  let spec: ModelSpec | undefined = await lowerPrecision(m, buildInferenceGraph(m, initWeights(m, "torchvision", 0)), p, threads);
+  const winograd = resolveWinograd(p.winograd, p.precision ?? "fp32", "cpu");
+  const graph = buildInferenceGraph(m, initWeights(m, "torchvision", 0), { winograd });
+  let spec: ModelSpec | undefined = await lowerPrecision(m, graph, p, threads);
   const fileBytes = encodeModelParts(spec).length;
   const save = f.get("save-onnx");
   if (save) writeFileSync(save, Buffer.concat(encodeModelParts(spec).parts));
