@@ -4,7 +4,9 @@
  * RSS); it errs high on purpose, and `--no-memory-check` (or VGG_NO_MEMORY_CHECK=1) skips the check.
  * - Runtime: Node, ONNX Runtime and their libraries, about 150 MiB.
  * - Inference: ORT's weights plus its prepacked copies (1.6x the weights); per image, two live activations of the
- *   largest layer.
+ *   largest layer. With Winograd (the CPU's fp32 default, graph/winograd-infer.ts) also the transformed kernels
+ *   (4x the 3x3 ones) and, per image, a layer's tiles: its transformed input and the GEMM's output, 2.25x the
+ *   larger of its input and output each, beside the input.
  * - Training: weights, momentum, both as graph inputs and as new outputs (copied to JS), gradients and the
  *   Winograd-transformed kernels: 10x the weights; activations kept for the backward pass and their gradients:
  *   3x the sum of all layer outputs; the largest im2col buffer (C*k*k x H*W*N).
@@ -16,6 +18,7 @@ import { freemem } from "node:os";
 import { VggError } from "../errors.js";
 import { numel } from "../tensor.js";
 import { stateSpec, type VggModel } from "../zoo/model.js";
+import { winogradWins } from "./winograd-infer.js";
 
 const MiB = 2 ** 20;
 export const RUNTIME_BYTES = 150 * MiB;
@@ -38,13 +41,27 @@ function sizes(m: VggModel, layers = m.layers) {
 
 export function estimateInference(m: VggModel, batch: number, weightBytesPerParam = 4): MemoryEstimate {
   const s = sizes(m);
+  const w = weightBytesPerParam === 4 ? winogradBytes(m) : { kernels: 0, tiles: 0 };
   const parts = {
     runtime: RUNTIME_BYTES,
-    weights: 1.6 * s.weights * (weightBytesPerParam / 4),
-    activations: 2 * batch * s.largest,
+    weights: 1.6 * s.weights * (weightBytesPerParam / 4) + w.kernels,
+    activations: batch * Math.max(2 * s.largest, s.largest + w.tiles),
     workspace: 0,
   };
   return { total: parts.runtime + parts.weights + parts.activations + parts.workspace, parts };
+}
+
+/** The Winograd layers' transformed kernels, and the largest per-image tiles (transformed input and GEMM output). */
+function winogradBytes(m: VggModel): { kernels: number; tiles: number } {
+  const layers = m.layers.filter(winogradWins);
+  let kernels = 0;
+  let tiles = 0;
+  for (const l of layers) {
+    if (l.kind !== "conv") continue;
+    kernels += 4 * l.attrs.inC * l.attrs.outC * 9 * 4;
+    tiles = Math.max(tiles, 2 * 2.25 * Math.max(l.attrs.inC, l.attrs.outC) * l.inShape[1] * l.inShape[2] * 4);
+  }
+  return { kernels, tiles };
 }
 
 /** `freeze`: the number of leading layers frozen (TrainStepOptions.freeze). */
