@@ -17,9 +17,10 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { cpus, loadavg } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { encodeTrainStep, resolveFreeze, stepFeeds, TRAIN_SESSION_OPTIONS } from "../src/graph/train-step.js";
+import { encodeTrainStep, resolveFreeze, trainSessionOptions } from "../src/graph/train-step.js";
 import { createSession } from "../src/runtime/ort.js";
 import type { StateDict } from "../src/tensor.js";
+import { runTrainStep } from "../src/train/step-runner.js";
 import { initWeights } from "../src/weights/init.js";
 import { buildModel } from "../src/zoo/model.js";
 import { intFlag, median, parseFlags, peakRssMB, randomInput } from "./timing.js";
@@ -55,15 +56,14 @@ async function child(s: Setup, freeze: boolean, baked: boolean): Promise<void> {
   const F = freeze ? resolveFreeze(m, "features") : 0;
   const t0 = performance.now();
   const { bytes, ...step } = encodeTrainStep(m, { batchSize: s.batch, freeze: F, frozenWeights: freeze && baked ? weights : undefined });
-  const session = await createSession(bytes, { ...TRAIN_SESSION_OPTIONS, threads: 2 });
+  const session = await createSession(bytes, { ...trainSessionOptions(m, F), threads: 2 });
   const buildMs = performance.now() - t0;
   const x = randomInput(s.batch, s.size);
   const y = { dtype: "int64" as const, shape: [s.batch], data: BigInt64Array.from({ length: s.batch }, (_, k) => BigInt(k % 10)) };
   const ms: number[] = [];
   for (let k = 0; k < s.warmup + s.steps; k++) {
     const t = performance.now();
-    const out = await session.run(stepFeeds(step, weights, momentum, { x, y, lr: 0.01, seed: k }));
-    for (const e of step.state) (e.kind === "momentum" ? momentum : weights).set(e.input, out[e.output]);
+    await runTrainStep(session, step, weights, momentum, { x, y, lr: 0.01, seed: k });
     if (k >= s.warmup) ms.push(performance.now() - t);
   }
   await session.release();

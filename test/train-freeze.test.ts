@@ -186,7 +186,8 @@ test("freeze: the memory estimate counts the frozen part as inference", () => {
   assert.deepEqual(estimateTraining(m, 8, 0), all);
   // The classifier's 119M trained parameters dominate either way; the conv activations are no longer kept.
   assert.ok(part.total < all.total, `${part.total} vs ${all.total}`);
-  assert.ok(part.parts.activations < all.parts.activations / 10, `${part.parts.activations} vs ${all.parts.activations}`);
+  // (The full step at 224 runs without ORT's arena, so its activations count once: 876 MiB against 203 here.)
+  assert.ok(part.parts.activations < all.parts.activations / 3, `${part.parts.activations} vs ${all.parts.activations}`);
   assert.equal(part.parts.workspace, 0, "no conv is trained");
 });
 

@@ -7,9 +7,11 @@
  *   largest layer. With Winograd (the CPU's fp32 default, graph/winograd-infer.ts) also the transformed kernels
  *   (4x the 3x3 ones) and, per image, a layer's tiles: its transformed input and the GEMM's output, 2.25x the
  *   larger of its input and output each, beside the input.
- * - Training: weights, momentum, both as graph inputs and as new outputs (copied to JS), gradients and the
- *   Winograd-transformed kernels: 10x the weights; activations kept for the backward pass and their gradients:
- *   3x the sum of all layer outputs; the largest im2col buffer (C*k*k x H*W*N).
+ * - Training: weights and momentum as graph inputs, ORT's new values written into them and the binding's copies
+ *   (train/step-runner.ts), gradients and the Winograd-transformed kernels: 7.5x the weights (the frozen fine-tuning
+ *   step, whose arena holds fc6's update temporaries, measured 6.3x); activations kept for the backward pass and
+ *   their gradients: 3x the sum of all layer outputs, 1x where the step runs without ORT's arena (trained convs on
+ *   large maps: trainSessionOptions; vgg16_bn 224 b8 peaked at 2.9 GB); the largest im2col buffer (C*k*k x H*W*N).
  * - Fine-tuning with a frozen prefix: the frozen layers count as inference does (their weights 2.6x: ORT's copy and
  *   its prepacked one, plus the trainer's; two live activations of their largest layer), the rest as training.
  */
@@ -18,6 +20,7 @@ import { freemem } from "node:os";
 import { VggError } from "../errors.js";
 import { numel } from "../tensor.js";
 import { stateSpec, type VggModel } from "../zoo/model.js";
+import { trainSessionOptions } from "./train-step.js";
 import { winogradWins } from "./winograd-infer.js";
 
 const MiB = 2 ** 20;
@@ -70,8 +73,8 @@ export function estimateTraining(m: VggModel, batch: number, freeze = 0): Memory
   const f = sizes(m, m.layers.slice(0, freeze));
   const parts = {
     runtime: RUNTIME_BYTES,
-    weights: 10 * s.weights + 2.6 * f.weights,
-    activations: 3 * batch * s.perImage + 2 * batch * f.largest,
+    weights: 7.5 * s.weights + 2.6 * f.weights,
+    activations: (trainSessionOptions(m, freeze).memArena === false ? 1 : 3) * batch * s.perImage + 2 * batch * f.largest,
     workspace: batch * s.im2col,
   };
   return { total: parts.runtime + parts.weights + parts.activations + parts.workspace, parts };

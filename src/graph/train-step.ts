@@ -29,10 +29,10 @@
 import { VggError } from "../errors.js";
 import { GraphBuilder } from "../onnx/builder.js";
 import { encodeModel, type ModelSpec } from "../onnx/encode.js";
-import { GATHER_MIN_BATCH, nchwToChwn, TRAIN_OPSET, transpose } from "../ops/emit.js";
+import { GATHER_MIN_BATCH, nchwToChwn, reshape, TRAIN_OPSET, transpose } from "../ops/emit.js";
 import { opOf } from "../ops/index.js";
 import { softmaxCrossEntropy } from "../ops/loss.js";
-import { emitSgd, resolveSgd, type SgdOptions } from "../ops/sgd.js";
+import { emitSgd, emitSgdInputTerms, type ResolvedSgd, resolveSgd, type SgdOptions } from "../ops/sgd.js";
 import type { TrainCtx } from "../ops/types.js";
 import type { Device } from "../runtime/session.js";
 import type { DType, StateDict, Tensor } from "../tensor.js";
@@ -165,6 +165,23 @@ export interface FrozenInput {
  */
 export const TRAIN_SESSION_OPTIONS = { memPattern: false } as const;
 
+/**
+ * The session options for a step graph: TRAIN_SESSION_OPTIONS, except where a trained conv works on maps of
+ * NCHW_MIN_PIXELS or more: there the arena is off and the memory pattern on, so that ORT's working memory is one
+ * block per run, freed when the run ends. The arena kept the step's peak for good (its regions double as they are
+ * added: 3-4 GB held at vgg16_bn 224x224 batch 8), and arena and pattern both off let malloc's heap creep step after
+ * step. Measured there (2 cores, step-runner.ts's in-place state): arena 4.13 GB, pattern 2.73-2.86 GB peak RSS, both
+ * 6.8 s a step; both off 3.48 GB after 6 steps and rising, 7.25 s; vgg11 224x224 batch 16: 3.91 vs 2.53-2.55 GB,
+ * 6.14 vs 6.2 s. At 32x32 the arena stays: off it cost 10-30% (page faults on every large tensor), and frozen features
+ * (vgg16 224, batch 8) ran 2.95 s a step with it, 3.55 without. WebGPU keeps TRAIN_SESSION_OPTIONS.
+ */
+export function trainSessionOptions(m: VggModel, freeze = 0, device: Device = "cpu"): { memPattern: boolean; memArena?: boolean } {
+  if (device !== "cpu") return TRAIN_SESSION_OPTIONS;
+  const trained = m.layers.slice(frozenBoundary(m, freeze));
+  const large = trained.some((l) => l.kind === "conv" && l.inShape[1] * l.inShape[2] >= NCHW_MIN_PIXELS);
+  return large ? { memPattern: true, memArena: false } : TRAIN_SESSION_OPTIONS;
+}
+
 export const MOMENTUM_SUFFIX = ".momentum_buffer";
 export const NEXT_SUFFIX = ".next";
 
@@ -256,6 +273,35 @@ function isDecayExempt(layer: Layer, suffix: string): boolean {
   return suffix === "bias" || layer.kind === "batchnorm";
 }
 
+function isDecayed(sgd: ResolvedSgd, u: { layer: Layer; suffix: string }): boolean {
+  return sgd.decayExempt === "none" || !isDecayExempt(u.layer, u.suffix);
+}
+
+/**
+ * `lr` to the bit, as a value that exists only once the layer's input gradient `dx` does: Where(isnan(dx[0]), lr,
+ * lr). The backward reads a layer's weight only on the way to its input gradient (conv, linear, BN's gamma), so an
+ * update that takes this `lr` runs after every read of the weight it replaces, in any order ORT picks: the step can
+ * then write the new weights into the buffers it was fed (step-runner.ts).
+ */
+function lrAfterBackward(g: GraphBuilder, lr: string, dx: string): string {
+  const first = g.op1("Slice", [reshape(g, dx, [-1]), g.shapeConst([0]), g.shapeConst([1])]);
+  return g.op1("Where", [reshape(g, g.op1("IsNaN", [first]), []), lr, lr]);
+}
+
+/**
+ * The trainable parameters in the order their updates are emitted: the linear layers' first, then the rest in
+ * state_dict order. ORT runs the updates in the reverse order (its default order walks back from the graph's outputs,
+ * the last emitted first), so each conv's weight gradient and update come as soon as the input gradient reaches it,
+ * top down, and the classifier's come last, once the convs' activations are freed: vgg16_bn 224x224 batch 8 had
+ * fc6's update (five 392 MB tensors) on top of every saved activation, 3.4 GB of ORT's memory at its peak.
+ */
+function sgdOrder(m: VggModel, frozen: Set<string>): { param: string; layer: Layer; suffix: string }[] {
+  const all = stateSpec(m)
+    .filter(({ key, param }) => param.trainable && !frozen.has(key))
+    .map(({ key, layer, param }) => ({ param: key, layer, suffix: param.suffix }));
+  return [...all.filter((u) => u.layer.kind === "linear"), ...all.filter((u) => u.layer.kind !== "linear")];
+}
+
 export function buildTrainStep(m: VggModel, opts: TrainStepOptions): TrainStep {
   const N = opts.batchSize;
   if (!Number.isInteger(N) || N < 1) throw new Error(`batch size must be a positive integer, got ${N}`);
@@ -327,8 +373,15 @@ export function buildTrainStep(m: VggModel, opts: TrainStepOptions): TrainStep {
   const K = last.outShape[0];
   const loss = softmaxCrossEntropy(g, h, labels, K, N, opts.labelSmoothing ?? 0);
 
+  // The updates' products of inputs alone first (see emitSgdInputTerms), in the order the updates are emitted.
+  const updates = sgdOrder(m, frozenKeys(m, F)).map((u) => {
+    const v = { ...u, buf: sgd.momentum > 0 ? u.param + MOMENTUM_SUFFIX : undefined, decay: isDecayed(sgd, u) };
+    return { ...v, terms: emitSgdInputTerms(g, sgd, v) };
+  });
+
   // Backward.
   const grads = new Map<string, string>();
+  const lrAfter = new Map<string, string>();
   let dy = loss.dlogits;
   for (let idx = layers.length - 1; idx >= first; idx--) {
     const layer = layers[idx];
@@ -344,6 +397,7 @@ export function buildTrainStep(m: VggModel, opts: TrainStepOptions): TrainStep {
     if (idx > first) {
       if (!r.dx) throw new Error(`${layer.name}: backward gave no input gradient`);
       dy = r.dx;
+      if (layer.params.length && opts.device !== "webgpu") lrAfter.set(layer.name, lrAfterBackward(g, lr, r.dx));
     }
   }
 
@@ -353,23 +407,14 @@ export function buildTrainStep(m: VggModel, opts: TrainStepOptions): TrainStep {
   g.output(loss.correct5, "correct5", "float32", []);
   if (opts.logits) g.output(transpose(g, h, [1, 0]), "logits", "float32", [N, K]);
   const momentumOut = new Map<string, string>();
-  const frozen = frozenKeys(m, F);
-  for (const { key, layer, param } of stateSpec(m)) {
-    if (!param.trainable || frozen.has(key)) continue;
+  for (const { param: key, layer, buf, decay, terms } of updates) {
     const grad = grads.get(key);
     if (!grad) throw new Error(`no gradient for ${key}`);
-    const decay = sgd.decayExempt === "none" || !isDecayExempt(layer, param.suffix);
-    const r = emitSgd(g, sgd, {
-      param: key,
-      grad,
-      buf: sgd.momentum > 0 ? key + MOMENTUM_SUFFIX : undefined,
-      lr,
-      decay,
-      name: key.replace(/\./g, "_"),
-      // Named as the graph outputs, so no Identity copies them there.
-      outParam: key + NEXT_SUFFIX,
-      outBuf: sgd.momentum > 0 ? key + MOMENTUM_SUFFIX + NEXT_SUFFIX : undefined,
-    });
+    const name = key.replace(/\./g, "_");
+    const lrL = lrAfter.get(layer.name) ?? lr;
+    // Named as the graph outputs, so no Identity copies them there.
+    const out = { outParam: key + NEXT_SUFFIX, outBuf: buf && buf + NEXT_SUFFIX };
+    const r = emitSgd(g, sgd, { param: key, grad, buf, lr: lrL, decay, name, ...out }, terms);
     newState.set(key, r.param);
     if (r.buf) momentumOut.set(key + MOMENTUM_SUFFIX, r.buf);
   }

@@ -39,20 +39,44 @@ export function resolveSgd(o: SgdOptions = {}): ResolvedSgd {
   return r;
 }
 
-/** Emit one parameter's update; `lr` is a float32 scalar value. Returns the new parameter and new buffer. */
+/** The update's products of the step's inputs alone: weight_decay * p and momentum * buf (see emitSgdInputTerms). */
+export interface SgdInputTerms {
+  decayed?: string;
+  carried?: string;
+}
+
+/**
+ * The update's two products that read only the step's inputs, to emit ahead of the backward. ORT's default order
+ * is a depth-first walk from the graph's outputs that runs a node's inputs highest node index first: emitted
+ * after the backward (as in emitSgd), they ran before the gradient, so three parameter-sized temporaries were held
+ * while it was made (vgg16_bn 224x224: 3 x 392 MB for fc6); emitted before, each runs just before the Add that
+ * takes it.
+ */
+export function emitSgdInputTerms(g: GraphBuilder, o: ResolvedSgd, v: { param: string; buf?: string; decay: boolean }): SgdInputTerms {
+  return {
+    decayed: v.decay && o.weightDecay > 0 ? g.op1("Mul", [v.param, g.scalar(o.weightDecay)]) : undefined,
+    carried: o.momentum > 0 && v.buf ? g.op1("Mul", [v.buf, g.scalar(o.momentum)]) : undefined,
+  };
+}
+
+/**
+ * Emit one parameter's update; `lr` is a float32 scalar value. Returns the new parameter and new buffer. `terms`:
+ * the products emitSgdInputTerms emitted for it (the same ops, so the same numbers), else they are emitted here.
+ */
 export function emitSgd(
   g: GraphBuilder,
   o: ResolvedSgd,
   v: { param: string; grad: string; buf?: string; lr: string; decay: boolean; name: string; outParam?: string; outBuf?: string },
+  terms: SgdInputTerms = emitSgdInputTerms(g, o, v),
 ): { param: string; buf?: string } {
   let d = v.grad;
-  if (v.decay && o.weightDecay > 0) d = g.op1("Add", [d, g.op1("Mul", [v.param, g.scalar(o.weightDecay)])], undefined, `${v.name}_dp`);
+  if (terms.decayed) d = g.op1("Add", [d, terms.decayed], undefined, `${v.name}_dp`);
   let buf: string | undefined;
   if (o.momentum > 0) {
-    if (!v.buf) throw new Error(`${v.name}: momentum buffer missing`);
+    if (!v.buf || !terms.carried) throw new Error(`${v.name}: momentum buffer missing`);
     buf = v.outBuf
-      ? g.op("Add", [g.op1("Mul", [v.buf, g.scalar(o.momentum)]), d], undefined, { outputs: [v.outBuf], name: `${v.name}_buf` })[0]
-      : g.op1("Add", [g.op1("Mul", [v.buf, g.scalar(o.momentum)]), d], undefined, `${v.name}_buf`);
+      ? g.op("Add", [terms.carried, d], undefined, { outputs: [v.outBuf], name: `${v.name}_buf` })[0]
+      : g.op1("Add", [terms.carried, d], undefined, `${v.name}_buf`);
     d = o.nesterov ? g.op1("Add", [d, g.op1("Mul", [buf, g.scalar(o.momentum)])]) : buf;
   }
   const step = g.op1("Mul", [d, v.lr]);

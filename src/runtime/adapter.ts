@@ -52,6 +52,13 @@ async function fromOrt(t: OrtTensor): Promise<Tensor> {
   return { dtype: t.type as Tensor["dtype"], shape: [...t.dims], data: (await t.getData(true)) as TypedData };
 }
 
+/** ORT's fetches: the outputs to write into the caller's tensors (`into`), the rest (null) for ORT to allocate. */
+function fetchesInto(ort: OrtBinding, names: readonly string[], into: Record<string, Tensor>): Record<string, OrtTensor | null> {
+  const fetches: Record<string, OrtTensor | null> = {};
+  for (const n of names) fetches[n] = into[n] ? toOrt(ort, into[n]) : null;
+  return fetches;
+}
+
 /**
  * A loaded ORT session behind the `Session` interface: feeds in and outputs out as host tensors, failures as one-line
  * VggErrors. `profileFile` is what `endProfiling` returns (the binding writes the profile itself).
@@ -60,12 +67,13 @@ export function adaptSession(ort: OrtBinding, s: InferenceSession, profileFile?:
   return {
     inputNames: s.inputNames,
     outputNames: s.outputNames,
-    async run(feeds, outputs) {
+    async run(feeds, outputs, into) {
       const f: Record<string, OrtTensor> = {};
       for (const [k, v] of Object.entries(feeds)) f[k] = toOrt(ort, v);
       let r: InferenceSession.ReturnType;
       try {
-        r = outputs ? await s.run(f, outputs as string[]) : await s.run(f);
+        if (into) r = await s.run(f, fetchesInto(ort, outputs ?? s.outputNames, into));
+        else r = outputs ? await s.run(f, outputs as string[]) : await s.run(f);
       } catch (err) {
         throw new VggError(`ONNX Runtime failed: ${firstLine(err)}`);
       } finally {

@@ -33,8 +33,13 @@ export interface SessionOptions {
 export interface Session {
   readonly inputNames: readonly string[];
   readonly outputNames: readonly string[];
-  /** Run with the given feeds; returns the requested outputs (all by default) as host tensors. */
-  run(feeds: Record<string, Tensor>, outputs?: readonly string[]): Promise<Record<string, Tensor>>;
+  /**
+   * Run with the given feeds; returns the requested outputs (all by default) as host tensors. An output named in
+   * `into` is also written by ORT into that tensor's buffer (same dtype and shape), which may be a feed's when nothing
+   * in the graph reads that feed after the node that writes the output. What is returned for it is the binding's:
+   * onnxruntime-node returns a fresh copy of every output, preallocated or not.
+   */
+  run(feeds: Record<string, Tensor>, outputs?: readonly string[], into?: Record<string, Tensor>): Promise<Record<string, Tensor>>;
   /** Stop profiling and return the profile file's path. */
   endProfiling(): string | undefined;
   release(): Promise<void>;

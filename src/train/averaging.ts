@@ -168,6 +168,7 @@ export interface AveragingRun {
   ds: Dataset;
   train: Split;
   model: VggModel;
+  /** Leading layers frozen (0: none). */
   freeze: number;
   trainTf: TransformConfig;
   evalTf: TransformConfig;

@@ -2,7 +2,7 @@
  * Training throughput of the whole step graph: full steps (forward, backward, SGD update, BN statistics) on a
  * fixed random batch, with each step's outputs fed back as the next step's weights. Data loading is excluded.
  */
-import { encodeTrainStep, stepFeeds, TRAIN_SESSION_OPTIONS } from "../graph/train-step.js";
+import { encodeTrainStep, trainSessionOptions } from "../graph/train-step.js";
 import type { SgdOptions } from "../ops/sgd.js";
 import { Xoshiro128 } from "../random.js";
 import { type Device, type DeviceChoice, resolveDevice } from "../runtime/device.js";
@@ -10,6 +10,7 @@ import { createSession } from "../runtime/ort.js";
 import { numel, type StateDict } from "../tensor.js";
 import { initWeights } from "../weights/init.js";
 import { buildModel, type ModelOptions, macCount } from "../zoo/model.js";
+import { runTrainStep } from "./step-runner.js";
 
 export interface TrainBenchOptions extends SgdOptions {
   arch: string;
@@ -42,10 +43,16 @@ export async function benchTrain(o: TrainBenchOptions): Promise<TrainBenchResult
   const device = await resolveDevice(o.device);
   const t0 = performance.now();
   const step = encodeTrainStep(m, { ...o, batchSize: o.batch, device });
-  const session = await createSession(step.bytes, { ...TRAIN_SESSION_OPTIONS, threads: o.threads, profilePrefix: o.profilePrefix, device });
+  const session = await createSession(step.bytes, {
+    ...trainSessionOptions(m, 0, device),
+    threads: o.threads,
+    profilePrefix: o.profilePrefix,
+    device,
+  });
   const buildMs = performance.now() - t0;
-  let weights: StateDict = initWeights(m, "torchvision", 0);
-  let momentum: StateDict = new Map();
+  // The steps' state: each step puts the new weights and momentum in these maps.
+  const weights: StateDict = initWeights(m, "torchvision", 0);
+  const momentum: StateDict = new Map();
   const rng = new Xoshiro128(1);
   const xs = [o.batch, ...m.inputShape];
   const x = { dtype: "float32" as const, shape: xs, data: new Float32Array(numel(xs)).map(() => rng.normal()) };
@@ -58,12 +65,7 @@ export async function benchTrain(o: TrainBenchOptions): Promise<TrainBenchResult
   try {
     for (let k = 0; k < o.warmup + o.steps; k++) {
       const t = performance.now();
-      const r = await session.run(stepFeeds(step, weights, momentum, { x, y, lr: 0.01, seed: k }));
-      const w: StateDict = new Map();
-      const mo: StateDict = new Map();
-      for (const e of step.state) (e.kind === "momentum" ? mo : w).set(e.input, r[e.output]);
-      weights = w;
-      momentum = mo;
+      await runTrainStep(session, step, weights, momentum, { x, y, lr: 0.01, seed: k }, device !== "webgpu");
       if (k >= o.warmup) times.push(performance.now() - t);
     }
     if (o.profilePrefix) session.endProfiling();

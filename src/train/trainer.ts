@@ -17,13 +17,13 @@ import { dirname, join, resolve } from "node:path";
 import type { Dataset, Split } from "../data/dataset.js";
 import { BatchLoader } from "../data/loader.js";
 import { checkDataExists, openDataset } from "../data/spec.js";
-import { evalScale, presetTransforms, type TransformConfig } from "../data/transforms.js";
+import { evalScale, presetTransforms } from "../data/transforms.js";
 import { VggError } from "../errors.js";
 import { evalWeights } from "../eval/evaluate.js";
 import type { Scores } from "../eval/metrics.js";
 import { checkCropRoom, evaluateProtocol, type Protocol } from "../eval/protocols.js";
 import { checkMemory, estimateTraining } from "../graph/memory.js";
-import { encodeTrainStep, resolveFreeze, stepFeeds, TRAIN_SESSION_OPTIONS, zeroMomentum } from "../graph/train-step.js";
+import { encodeTrainStep, resolveFreeze, trainSessionOptions, zeroMomentum } from "../graph/train-step.js";
 import { fsError, writeTextAtomic } from "../io/atomic.js";
 import type { EngineOptions } from "../predict/predictor.js";
 import { forChannels } from "../predict/preprocess.js";
@@ -35,8 +35,8 @@ import { initFromFile } from "../weights/init-from.js";
 import { loadWeights } from "../weights/load.js";
 import type { ModelMeta } from "../weights/model-meta.js";
 import { fitStart, resolveStart, type Start } from "../weights/start.js";
-import { buildModel, type ModelOptions, type VggModel } from "../zoo/model.js";
-import { Averages, averagedReportLines, averagingBytes, momentumOf, testAverages } from "./averaging.js";
+import { buildModel, type ModelOptions } from "../zoo/model.js";
+import { Averages, type AveragingRun, averagedReportLines, averagingBytes, momentumOf, testAverages } from "./averaging.js";
 import { type Checkpoint, checkpointPaths, loadCheckpoint, recoverCheckpoint, saveCheckpoint } from "./checkpoint.js";
 import { dropsLastBatch, newRunConfig, resumedConfig, resumeHint, withStartDefaults } from "./config.js";
 import { assertFinite, guardDivergence, keptNote } from "./guard.js";
@@ -45,6 +45,7 @@ import { fmtTime, Progress } from "./progress.js";
 import { describeRun, jsonl, readHistory, writeReport } from "./report.js";
 import { Schedule } from "./schedule.js";
 import { catchSignals, type Stop, TrainInterrupted } from "./signals.js";
+import { runTrainStep, type StepBatch } from "./step-runner.js";
 import type { EpochMetrics, Log, RunConfig, TrainConfig, TrainerState, TrainResult } from "./types.js";
 
 /**
@@ -97,21 +98,9 @@ function removeEmptyDirs(dir: string, top: string): void {
   }
 }
 
-/** Everything one run works with, set up before its first step. */
-interface Run {
-  dir: string;
-  cfg: RunConfig;
-  ds: Dataset;
-  train: Split;
-  model: VggModel;
-  /** Leading layers frozen (0: none). */
-  freeze: number;
-  trainTf: TransformConfig;
-  evalTf: TransformConfig;
-  meta: ModelMeta;
-  weights: StateDict;
+/** Everything one run works with, set up before its first step (AveragingRun: what the averages read of it). */
+interface Run extends AveragingRun {
   momentum: StateDict;
-  state: TrainerState;
   schedule: Schedule;
   history: EpochMetrics[];
   /** The divergence guard's window of recent full-batch losses. */
@@ -333,7 +322,8 @@ async function openSteps(run: Run, dropLast: boolean): Promise<Map<number, StepG
       device,
     });
     // The bytes (with frozen weights, as large as they are) are not kept past the session's creation.
-    steps.set(n, { step, session: await createSession(bytes, { ...TRAIN_SESSION_OPTIONS, threads: cfg.threads, device }) });
+    const memory = trainSessionOptions(model, freeze, device);
+    steps.set(n, { step, session: await createSession(bytes, { ...memory, threads: cfg.threads, device }) });
   }
   return steps;
 }
@@ -437,17 +427,16 @@ async function trainEpoch(
   for await (const b of loader.epoch(epoch, k)) {
     s.lr = run.schedule.lrAt(epoch, k, perEpoch);
     const { step, session } = steps.get(b.n)!;
-    const feeds = stepFeeds(step, run.weights, run.momentum, {
+    const batch: StepBatch = {
       x: { dtype: "float32", shape: [b.n, ...model.inputShape], data: b.x },
       y: { dtype: "int64", shape: [b.n], data: b.y },
       lr: s.lr,
       seed: hash32((cfg.seed ^ hash32(state.step)) >>> 0) >>> 0,
-    });
-    const out = await session.run(feeds);
+    };
+    const out = await runTrainStep(session, step, run.weights, run.momentum, batch, cfg.device !== "webgpu");
     const loss = (out.loss.data as Float32Array)[0];
     // A partial batch's mean loss over a few images is noisy: it is checked for NaN/Inf only.
     guardDivergence(loss, b.n === cfg.batchSize ? run.recent : null, state.step, epoch, s.lr, run.last);
-    for (const e of step.state) (e.kind === "momentum" ? run.momentum : run.weights).set(e.input, out[e.output]);
     await run.averages?.afterStep(run.weights);
     s.lossSum += loss * b.n;
     s.hits += (out.correct1.data as Float32Array)[0];
