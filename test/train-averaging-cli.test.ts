@@ -41,7 +41,7 @@ test("--ema and --swa-start: validated, checkpointed, tested and reported; --res
   const [a, b, noVal] = ["a", "b", "noval"].map((n) => join(dir, n));
   const avg = ["--ema", "0.9", "--swa-start", "1", "--val", "64"];
   const [ra, rb1, rn] = await pool([
-    () => vggAsync(["train", ...COMMON, ...avg, "--out", a, "--epochs", "2"]),
+    () => vggAsync(["train", ...COMMON, ...avg, "--out", a, "--epochs", "2", "--test-protocol", "dense"]),
     // The same run stopped after its first epoch, resumed below.
     () => vggAsync(["train", ...COMMON, ...avg, "--out", b, "--epochs", "2", "--steps", "9"]),
     () => vggAsync(["train", ...COMMON, "--ema", "0.99", "--val", "0", "--out", noVal, "--epochs", "1"]),
@@ -52,7 +52,8 @@ test("--ema and --swa-start: validated, checkpointed, tested and reported; --res
   assert.match(ra.stdout, /SWA: the weights of epochs 1-2 averaged \(2\), BN statistics recomputed over 9 training batches/);
   assert.match(ra.stdout, /test \(96 images, EMA decay 0\.9, epoch \d, best by its validation\): top-1/);
   assert.match(ra.stdout, /test \(96 images, SWA of epochs 1-2\): top-1/);
-  assert.match(ra.stdout, /test top-1 accuracy [\d.]+% \(96 images\), EMA [\d.]+%, SWA [\d.]+%; weights/);
+  assert.match(ra.stdout, /test, dense protocol at S=32 \(96 images, EMA\): top-1/);
+  assert.match(ra.stdout, /test top-1 accuracy [\d.]+% \(96 images\), [\d.]+% under the dense protocol, EMA [\d.]+% \([\d.]+% dense\), SWA [\d.]+% \([\d.]+% dense\); weights/);
   for (const f of ["ema.safetensors", "ema-best.safetensors", "swa.safetensors"]) assert.ok(existsSync(join(a, f)), f);
   const metrics = lines(join(a, "metrics.jsonl"));
   assert.equal(metrics.length, 2);
@@ -70,6 +71,12 @@ test("--ema and --swa-start: validated, checkpointed, tested and reported; --res
   const ev = await vggAsync(["eval", "--weights", join(a, "swa.safetensors"), "--data", data, "--json"]);
   ok(ev, "eval swa.safetensors");
   assert.equal(JSON.parse(ev.stdout).top1, result.swa.test.top1);
+  // --test-protocol scores the averaged models too, as vgg eval --protocol does.
+  const dense = await vggAsync(["eval", "--weights", join(a, "swa.safetensors"), "--data", data, "--protocol", "dense", "--json"]);
+  ok(dense, "eval --protocol dense swa.safetensors");
+  assert.equal(JSON.parse(dense.stdout).top1, result.swa.testProtocol.top1);
+  assert.equal(result.ema.testProtocol.protocol, "dense");
+  assert.match(report, /SWA, .*\(`swa\.safetensors`\)\. Under the dense protocol: top-1 [\d.]+%, top-5 [\d.]+%\./);
 
   // Resumed after epoch 1: the EMA and SWA state came back from last.optim.safetensors, so every file is the same.
   ok(rb1, "first part");
@@ -83,6 +90,37 @@ test("--ema and --swa-start: validated, checkpointed, tested and reported; --res
   assert.ok(!existsSync(join(noVal, "ema-best.safetensors")));
   assert.match(json(join(noVal, "result.json")).ema.weights, /[\\/]ema\.safetensors$/);
   assert.equal(lines(join(noVal, "metrics.jsonl"))[0].emaVal, null);
+});
+
+test("--test-every-epoch: the test curve of the weights and the EMA, what eval says of the saved files; kept on --resume", {
+  timeout: 300_000,
+}, async () => {
+  const t = join(dir, "tested");
+  const args = ["train", ...COMMON, "--ema", "0.9", "--val", "0", "--test-every-epoch", "--out", t, "--epochs", "2"];
+  // Stopped after epoch 1 (9 steps) and resumed without the flag: it is the run's own, as --test-protocol.
+  const first = await vggAsync([...args, "--steps", "9"]);
+  ok(first, "train --test-every-epoch");
+  assert.match(first.stdout, /epoch 1\/2 .* test top-1 [\d.]+% {2}EMA test top-1 [\d.]+%/);
+  const resumed = await vggAsync(["train", "--out", t, "--resume", "--no-progress"]);
+  ok(resumed, "--resume");
+  assert.match(resumed.stdout, /epoch 2\/2 .* test top-1 [\d.]+% {2}EMA test top-1 [\d.]+%/);
+  const metrics = lines(join(t, "metrics.jsonl"));
+  assert.equal(metrics.length, 2);
+  for (const m of metrics) assert.ok(m.test.n === 96 && m.emaTest.n === 96, JSON.stringify(m));
+  // The last epoch's scores are those of the files it wrote.
+  const [raw, ema] = await pool([
+    () => vggAsync(["eval", "--weights", join(t, "last.safetensors"), "--data", data, "--json"]),
+    () => vggAsync(["eval", "--weights", join(t, "ema.safetensors"), "--data", data, "--json"]),
+  ]);
+  ok(raw, "eval last");
+  ok(ema, "eval ema");
+  assert.equal(JSON.parse(raw.stdout).top1, metrics[1].test.top1);
+  assert.equal(JSON.parse(ema.stdout).top1, metrics[1].emaTest.top1);
+  const report = readFileSync(join(t, "report.md"), "utf8");
+  assert.match(report, /\| EMA val top-1 % \| test top-1 % \| EMA test top-1 % \| img\/s \|/);
+  const best = Math.max(...metrics.flatMap((m) => [m.test.top1, m.emaTest.top1]));
+  if (best >= 0.9) assert.match(report, /Time to test top-1 .*\n\n\| test top-1 \| weights \| EMA \|\n\|---\|---\|---\|\n\| 90% \| /);
+  else assert.doesNotMatch(report, /Time to test top-1/);
 });
 
 test("bad --ema and --swa-start values: one line, non-zero exit, nothing trained", { timeout: 120_000 }, async () => {

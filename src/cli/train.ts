@@ -5,6 +5,7 @@ import { AUGMENTS, TRAIN_DEFAULTS as D, DEFAULT_EPOCHS, type TrainOptions, train
 import { SCHEDULES } from "../train/schedule.js";
 import { TrainInterrupted } from "../train/signals.js";
 import { train } from "../train/trainer.js";
+import type { AveragedTest } from "../train/types.js";
 import { addDeviceOption, addModelOptions, commandDevice, describeOption, float, int, type ModelFlags, positiveInt } from "./options.js";
 
 type TrainFlags = Omit<ModelFlags, "init" | "arch" | "config"> &
@@ -68,7 +69,7 @@ export function register(program: Command): void {
     )
     .option(
       "--resume",
-      "continue the run in --out from its last checkpoint (its flags are the run's own; --epochs, --steps, --threads, --workers, --checkpoint-every, --test-protocol may change)",
+      "continue the run in --out from its last checkpoint (its flags are the run's own; --epochs, --steps, --threads, --workers, --checkpoint-every, --test-protocol, --test-every-epoch may change)",
     )
     .option(
       "--checkpoint-every <steps>",
@@ -79,6 +80,10 @@ export function register(program: Command): void {
       new Option("--test-protocol <p>", "also score the test split under a test protocol of the paper (dense: image + flip)").choices(
         PROTOCOLS,
       ),
+    )
+    .option(
+      "--test-every-epoch",
+      "also score the test split after every epoch (and the EMA's, with --ema): the test curve and the time to each accuracy in report.md, as DAWNBench reports it; chooses nothing (kept on --resume)",
     )
     .option(
       "--ema <decay>",
@@ -119,11 +124,18 @@ export function register(program: Command): void {
       console.log(
         `test top-1 accuracy ${(100 * r.test.top1).toFixed(2)}% (${r.test.n} images)` +
           (r.testProtocol ? `, ${(100 * r.testProtocol.top1).toFixed(2)}% under the ${r.testProtocol.protocol} protocol` : "") +
-          (r.ema?.test ? `, EMA ${(100 * r.ema.test.top1).toFixed(2)}%` : "") +
-          (r.swa?.test ? `, SWA ${(100 * r.swa.test.top1).toFixed(2)}%` : "") +
+          averagedLine("EMA", r.ema) +
+          averagedLine("SWA", r.swa) +
           `; weights ${r.weights}; ${r.seconds.toFixed(0)} s`,
       );
     // evaluateProtocol's note (dense over images that fit the input) rides along in the kept scores.
     if (r.testProtocol && "note" in r.testProtocol) console.error(`vgg: note: ${r.testProtocol.note}`);
   });
+}
+
+/** The CLI's last line's part for an averaged model: its test top-1, and under --test-protocol. */
+function averagedLine(name: string, a: AveragedTest | undefined): string {
+  if (!a?.test) return "";
+  const p = a.testProtocol ? ` (${(100 * a.testProtocol.top1).toFixed(2)}% ${a.testProtocol.protocol})` : "";
+  return `, ${name} ${(100 * a.test.top1).toFixed(2)}%${p}`;
 }

@@ -33,6 +33,7 @@ export function ortOptions(opts: SessionOptions): InferenceSession.SessionOption
   };
   if (opts.externalData) o.externalData = opts.externalData;
   if (opts.freeDimensions) o.freeDimensionOverrides = opts.freeDimensions;
+  if (opts.spinning === false) o.extra = { session: { intra_op: { allow_spinning: "0" } } };
   return o;
 }
 

@@ -47,7 +47,9 @@ export class TensorAverage {
   ) {}
 
   static async open(entries: AveragedEntry[], threads?: number): Promise<TensorAverage> {
-    return new TensorAverage(await createSession(encodeModel(buildAverageGraph(entries)), { threads }), entries);
+    // Run between two steps: spinning threads would hold the cores the next step wants (see SessionOptions.spinning).
+    const session = await createSession(encodeModel(buildAverageGraph(entries)), { threads, spinning: false });
+    return new TensorAverage(session, entries);
   }
 
   async apply(avg: StateDict, w: StateDict, a: number, b: number): Promise<void> {
@@ -333,9 +335,13 @@ async function testFile(run: AveragingRun, path: string, what: string, log: Log)
 /** report.md's lines for the averaged models' test results. */
 export function averagedReportLines(r: { ema?: AveragedTest; swa?: AveragedTest }, decay?: number): string[] {
   const pct = (x: number) => (100 * x).toFixed(2);
+  const protocol = (a: AveragedTest) =>
+    a.testProtocol
+      ? ` Under the ${a.testProtocol.protocol} protocol: top-1 ${pct(a.testProtocol.top1)}%, top-5 ${pct(a.testProtocol.top5)}%.`
+      : "";
   const line = (name: string, a: AveragedTest) =>
     a.test
-      ? `${name}: top-1 ${pct(a.test.top1)}%, top-5 ${pct(a.test.top5)}%, loss ${a.test.loss.toFixed(4)} (\`${a.weights.split(/[\\/]/).pop()}\`).`
+      ? `${name}: top-1 ${pct(a.test.top1)}%, top-5 ${pct(a.test.top5)}%, loss ${a.test.loss.toFixed(4)} (\`${a.weights.split(/[\\/]/).pop()}\`).${protocol(a)}`
       : `${name}: \`${a.weights.split(/[\\/]/).pop()}\` (no test split).`;
   const out: string[] = [];
   if (r.ema) out.push(line(`EMA of the weights (decay ${decay}, epoch ${r.ema.epoch})`, r.ema));

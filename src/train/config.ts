@@ -61,6 +61,8 @@ export interface TrainOptions extends ModelFlagOptions {
   progress?: boolean;
   checkpointEvery?: number;
   testProtocol?: Protocol;
+  /** Also score the test split after every epoch, for the curve and the time to accuracy; it chooses nothing. */
+  testEveryEpoch?: boolean;
   /** Keep an exponential moving average of the weights and BN statistics with this decay (e.g. 0.999; default off). */
   ema?: number;
   /** Average the weights at the end of epochs swaStart..epochs (SWA; 1-based; default off). */
@@ -167,6 +169,7 @@ export function trainConfig(o: TrainOptions): TrainConfig {
     progress: o.progress ?? false,
     checkpointEvery: o.checkpointEvery,
     testProtocol: o.testProtocol,
+    testEveryEpoch: o.testEveryEpoch,
     dropLast: Boolean(o.dropLast),
     ema: checkEma(o.ema),
     // A resumed run's --epochs may come from its checkpoint: resumedConfig checks it then.
@@ -202,16 +205,17 @@ const RESUMABLE_OVERRIDES = new Set([
   "out",
   "checkpointEvery",
   "testProtocol",
+  "testEveryEpoch",
 ]);
 /** Overrides that keep the saved value unless given again. */
-const STICKY = new Set(["epochs", "checkpointEvery", "testProtocol"]);
+const STICKY = new Set(["epochs", "checkpointEvery", "testProtocol", "testEveryEpoch"]);
 export const DEFAULT_EPOCHS = 30;
 /** 2: folder data's val/ is the validation split and test/ the test split (before: val/ was the test split). */
 const FOLDER_LAYOUT = 2;
 
 /**
  * A resumed run's settings: the args it started with (saved in its checkpoint) and this invocation's overrides.
- * --epochs, --checkpoint-every and --test-protocol carry over unless given again; the other overrides are per
+ * --epochs, --checkpoint-every, --test-protocol and --test-every-epoch carry over unless given again; the other overrides are per
  * invocation.
  */
 export function resumedConfig(cfgIn: TrainConfig, saved: RunConfig, dir: string): RunConfig {

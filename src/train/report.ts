@@ -27,11 +27,13 @@ export function writeReport(
   /** The averaged models' test lines (--ema, --swa-start). */
   averaged: string[] = [],
 ): string {
-  // --ema adds the EMA's validation accuracy beside the raw weights'.
+  // --ema adds the EMA's validation accuracy beside the raw weights'; --test-every-epoch the test curve.
   const ema = history.some((m) => m.emaVal !== undefined);
+  const tested = history.some((m) => m.test !== undefined);
+  const emaTested = history.some((m) => m.emaTest !== undefined);
   const rows = history.map(
     (m) =>
-      `| ${m.epoch} | ${m.lr.toPrecision(3)} | ${m.trainLoss.toFixed(4)} | ${pct(m.trainTop1)} | ${m.val ? m.val.loss.toFixed(4) : "-"} | ${pct(m.val?.top1)} | ${pct(m.val?.top5)} |${ema ? ` ${pct(m.emaVal?.top1)} |` : ""} ${m.imagesPerSecond.toFixed(0)} |`,
+      `| ${m.epoch} | ${m.lr.toPrecision(3)} | ${m.trainLoss.toFixed(4)} | ${pct(m.trainTop1)} | ${m.val ? m.val.loss.toFixed(4) : "-"} | ${pct(m.val?.top1)} | ${pct(m.val?.top5)} |${ema ? ` ${pct(m.emaVal?.top1)} |` : ""}${tested ? ` ${pct(m.test?.top1)} |` : ""}${emaTested ? ` ${pct(m.emaTest?.top1)} |` : ""} ${m.imagesPerSecond.toFixed(0)} |`,
   );
   const md = [
     `# ${title}`,
@@ -53,8 +55,9 @@ export function writeReport(
     "",
     `Wall time: ${(seconds / 60).toFixed(1)} min.`,
     "",
-    `| epoch | lr | train loss | train top-1 % | val loss | val top-1 % | val top-5 % |${ema ? " EMA val top-1 % |" : ""} img/s |`,
-    `|---|---|---|---|---|---|---|${ema ? "---|" : ""}---|`,
+    ...timeToAccuracy(history),
+    `| epoch | lr | train loss | train top-1 % | val loss | val top-1 % | val top-5 % |${ema ? " EMA val top-1 % |" : ""}${tested ? " test top-1 % |" : ""}${emaTested ? " EMA test top-1 % |" : ""} img/s |`,
+    `|---|---|---|---|---|---|---|${ema ? "---|" : ""}${tested ? "---|" : ""}${emaTested ? "---|" : ""}---|`,
     ...rows,
     "",
   ].join("\n");
@@ -62,6 +65,55 @@ export function writeReport(
   writeFileAtomic(path, [new TextEncoder().encode(md)]);
   return path;
 }
+
+/** The first epoch whose `score` reaches `top1`, and the run's time to the end of it (the epochs' own seconds). */
+export function timeTo(
+  history: EpochMetrics[],
+  top1: number,
+  score: (m: EpochMetrics) => number | undefined,
+): { epoch: number; seconds: number } | null {
+  let seconds = 0;
+  for (const m of history) {
+    seconds += m.seconds;
+    const s = score(m);
+    if (s !== undefined && s >= top1) return { epoch: m.epoch, seconds };
+  }
+  return null;
+}
+
+/**
+ * With --test-every-epoch, the time to each whole percent of test top-1 from 90% up to the best reached, as DAWNBench
+ * reports it: the training epochs' wall time (validation and checkpoints included, the per-epoch test and the setup
+ * not) to the end of the first epoch at that accuracy, for the weights and for the EMA.
+ */
+function timeToAccuracy(history: EpochMetrics[]): string[] {
+  const curves: [string, (m: EpochMetrics) => number | undefined][] = [
+    ["weights", (m) => m.test?.top1],
+    ["EMA", (m) => m.emaTest?.top1],
+  ];
+  const used = curves.filter(([, f]) => history.some((m) => f(m) !== undefined));
+  const best = Math.max(...history.flatMap((m) => used.map(([, f]) => f(m) ?? 0)));
+  if (!used.length || best < 0.9) return [];
+  const cell = (t: number, f: (m: EpochMetrics) => number | undefined) => {
+    const r = timeTo(history, t, f);
+    return r ? `${fmtMinutes(r.seconds)} (epoch ${r.epoch})` : "-";
+  };
+  const rows: string[] = [];
+  for (let p = 90; p <= Math.floor(100 * best + 1e-9); p++) rows.push(`| ${p}% | ${used.map(([, f]) => cell(p / 100, f)).join(" | ")} |`);
+  return [
+    "Time to test top-1 (the epochs' wall time, the per-epoch test not counted):",
+    "",
+    `| test top-1 | ${used.map(([n]) => n).join(" | ")} |`,
+    `|---|${used.map(() => "---|").join("")}`,
+    ...rows,
+    "",
+  ];
+}
+
+const fmtMinutes = (s: number) => {
+  const r = Math.round(s);
+  return `${Math.floor(r / 60)}:${String(r % 60).padStart(2, "0")}`;
+};
 
 export function jsonl(history: EpochMetrics[]): string {
   return history.map((e) => `${JSON.stringify(e)}\n`).join("");

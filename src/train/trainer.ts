@@ -46,7 +46,7 @@ import { describeRun, jsonl, readHistory, writeReport } from "./report.js";
 import { Schedule } from "./schedule.js";
 import { catchSignals, type Stop, TrainInterrupted } from "./signals.js";
 import { runTrainStep, type StepBatch } from "./step-runner.js";
-import type { EpochMetrics, Log, RunConfig, TrainConfig, TrainerState, TrainResult } from "./types.js";
+import type { AveragedTest, EpochMetrics, Log, RunConfig, TrainConfig, TrainerState, TrainResult } from "./types.js";
 
 /**
  * Trains `cfgIn.out`, holding the run directory's lock (lock.ts) for the whole run. Ctrl-C (SIGINT) is handled
@@ -496,6 +496,7 @@ async function endEpoch(run: Run, epoch: number, s: EpochSums, te: number, log: 
     seconds: (performance.now() - te) / 1000,
     ...(emaVal !== undefined ? { emaVal } : {}),
   };
+  if (cfg.testEveryEpoch) await testEpoch(run, m);
   run.history.push(m);
   // best before last: last commits the epoch, so a crash between the two redoes the epoch (and its best).
   if (improved) writeCheckpoint(run, "best");
@@ -505,8 +506,19 @@ async function endEpoch(run: Run, epoch: number, s: EpochSums, te: number, log: 
     `epoch ${m.epoch}/${cfg.epochs}  lr ${s.lr.toPrecision(3)}  train loss ${m.trainLoss.toFixed(4)} acc ${(100 * m.trainTop1).toFixed(2)}%` +
       (val ? `  val loss ${val.loss.toFixed(4)} top-1 ${(100 * val.top1).toFixed(2)}% top-5 ${(100 * val.top5).toFixed(2)}%` : "") +
       (emaVal ? `  EMA val top-1 ${(100 * emaVal.top1).toFixed(2)}%` : "") +
+      (m.test ? `  test top-1 ${(100 * m.test.top1).toFixed(2)}%` : "") +
+      (m.emaTest ? `  EMA test top-1 ${(100 * m.emaTest.top1).toFixed(2)}%` : "") +
       `  ${m.imagesPerSecond.toFixed(0)} img/s  ${fmtTime(m.seconds)}${improved ? "  (best)" : ""}${cut ? `  -> lr ${schedule.state.lr.toPrecision(3)}` : ""}`,
   );
+}
+
+/** --test-every-epoch: the test split's scores of the weights and of the EMA after this epoch, into its metrics. */
+async function testEpoch(run: Run, m: EpochMetrics): Promise<void> {
+  const test = run.ds.splits.test;
+  if (!test) return;
+  m.test = await evalWeights(run.model, run.weights, test, run.evalTf, engineOf(run.cfg));
+  const ema = run.averages?.ema;
+  if (ema) m.emaTest = await evalWeights(run.model, ema, test, run.evalTf, engineOf(run.cfg));
 }
 
 /** The test split scored once with the best weights (and under --test-protocol), result.json and report.md. */
@@ -525,6 +537,16 @@ async function testAndReport(run: Run, t0: number, log: Log): Promise<TrainResul
       testProtocol = await protocolScores(run, cfg.testProtocol, best, ds.splits.test, log);
   }
   const averaged = await testAverages(run, log);
+  for (const [name, a] of Object.entries(averaged) as [string, AveragedTest][])
+    if (a.test && cfg.testProtocol && cfg.testProtocol !== "single" && ds.splits.test)
+      a.testProtocol = await protocolScores(
+        run,
+        cfg.testProtocol,
+        await loadWeights(model, a.weights),
+        ds.splits.test,
+        log,
+        name.toUpperCase(),
+      );
   const result: TrainResult = {
     runDir: dir,
     epochs: run.history,
@@ -550,7 +572,15 @@ async function testAndReport(run: Run, t0: number, log: Log): Promise<TrainResul
 }
 
 /** The test split under a protocol, at the scale single-crop evaluation used: as trained (the middle of a jittered range). */
-async function protocolScores(run: Run, protocol: Protocol, best: StateDict, test: Split, log: Log): Promise<TrainResult["testProtocol"]> {
+async function protocolScores(
+  run: Run,
+  protocol: Protocol,
+  best: StateDict,
+  test: Split,
+  log: Log,
+  /** Whose weights, when not the best checkpoint's (EMA, SWA). */
+  whose = "",
+): Promise<TrainResult["testProtocol"]> {
   const S = evalScale(run.evalTf, run.ds.size);
   try {
     const r = await evaluateProtocol(run.model, best, test, protocol, [S], {
@@ -560,13 +590,13 @@ async function protocolScores(run: Run, protocol: Protocol, best: StateDict, tes
     });
     const { posteriors: _p, labels: _l, tally: _t, seconds: _s, ...kept } = r;
     log(
-      `test, ${r.protocol} protocol at S=${S} (${r.n} images): top-1 ${(100 * r.top1).toFixed(2)}%  top-5 ${(100 * r.top5).toFixed(2)}%  loss ${r.loss.toFixed(4)}`,
+      `test, ${r.protocol} protocol at S=${S} (${r.n} images${whose ? `, ${whose}` : ""}): top-1 ${(100 * r.top1).toFixed(2)}%  top-5 ${(100 * r.top5).toFixed(2)}%  loss ${r.loss.toFixed(4)}`,
     );
     return kept;
   } catch (err) {
     // The run and its single-crop score stand; `vgg eval --protocol` can score it again.
     if (!(err instanceof VggError)) throw err;
-    log(`test, ${protocol} protocol: not scored: ${err.message}`);
+    log(`test, ${protocol} protocol${whose ? ` (${whose})` : ""}: not scored: ${err.message}`);
     return undefined;
   }
 }

@@ -71,6 +71,11 @@ export interface TrainConfig {
    */
   testProtocol?: Protocol;
   /**
+   * Score the test split after every epoch (raw weights, and the EMA with --ema), recorded in metrics.jsonl and the
+   * report with the time to accuracy as DAWNBench reports it. It informs nothing: "best" is still chosen by validation.
+   */
+  testEveryEpoch?: boolean;
+  /**
    * Drop the epoch's last, partial batch (PyTorch's drop_last). Off by default: that batch runs through a second
    * step graph built for its size. Runs saved before this option existed dropped it, and still do on resume.
    */
@@ -98,6 +103,10 @@ export interface EpochMetrics {
   seconds: number;
   /** With --ema: the EMA's validation scores (null without a validation split). */
   emaVal?: Scores | null;
+  /** With --test-every-epoch: the test split's scores after this epoch (not counted in `seconds`). */
+  test?: Scores;
+  /** With --test-every-epoch and --ema: the EMA's. */
+  emaTest?: Scores;
 }
 
 /** An averaged model's test result (--ema, --swa-start). */
@@ -108,6 +117,8 @@ export interface AveragedTest {
   epoch?: number;
   /** SWA: the first and last epoch averaged. */
   epochs?: [number, number];
+  /** Under --test-protocol, as the best checkpoint is. */
+  testProtocol?: Scores & { protocol: Protocol; scales: number[] };
 }
 
 export interface TrainResult {
