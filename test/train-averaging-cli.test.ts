@@ -117,7 +117,9 @@ test("--test-every-epoch: the test curve of the weights and the EMA, what eval s
   assert.equal(JSON.parse(raw.stdout).top1, metrics[1].test.top1);
   assert.equal(JSON.parse(ema.stdout).top1, metrics[1].emaTest.top1);
   const report = readFileSync(join(t, "report.md"), "utf8");
-  assert.match(report, /\| EMA val top-1 % \| test top-1 % \| EMA test top-1 % \| img\/s \|/);
+  // No validation split: no EMA validation column, and "best" is by training accuracy.
+  assert.match(report, /\| val top-5 % \| test top-1 % \| EMA test top-1 % \| img\/s \|/);
+  assert.match(report, /best epoch \d by training accuracy\)/);
   const best = Math.max(...metrics.flatMap((m) => [m.test.top1, m.emaTest.top1]));
   if (best >= 0.9) assert.match(report, /Time to test top-1 .*\n\n\| test top-1 \| weights \| EMA \|\n\|---\|---\|---\|\n\| 90% \| /);
   else assert.doesNotMatch(report, /Time to test top-1/);

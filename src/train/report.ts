@@ -28,7 +28,7 @@ export function writeReport(
   averaged: string[] = [],
 ): string {
   // --ema adds the EMA's validation accuracy beside the raw weights'; --test-every-epoch the test curve.
-  const ema = history.some((m) => m.emaVal !== undefined);
+  const ema = history.some((m) => m.emaVal);
   const tested = history.some((m) => m.test !== undefined);
   const emaTested = history.some((m) => m.emaTest !== undefined);
   const rows = history.map(
@@ -43,7 +43,7 @@ export function writeReport(
     "```",
     "",
     test
-      ? `**Test (${test.n} images, best epoch ${bestEpoch} by validation accuracy): top-1 ${pct(test.top1)}%, top-5 ${pct(test.top5)}%** (top-1 error ${pct(test.top1Error)}%, top-5 error ${pct(test.top5Error)}%), loss ${test.loss.toFixed(4)}.`
+      ? `**Test (${test.n} images, best epoch ${bestEpoch} by ${history.some((m) => m.val) ? "validation" : "training"} accuracy): top-1 ${pct(test.top1)}%, top-5 ${pct(test.top5)}%** (top-1 error ${pct(test.top1Error)}%, top-5 error ${pct(test.top5Error)}%), loss ${test.loss.toFixed(4)}.`
       : "No test split was evaluated.",
     ...(testProtocol
       ? [
