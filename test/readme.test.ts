@@ -43,6 +43,12 @@ const NOT_RUN: [RegExp, string][] = [
     /^vgg train --arch vgg11_bn --head compact --data fashion-mnist --out runs\/a \[/,
     "30 epochs of Fashion-MNIST (the synopsis); its flags run on small data in the train tests",
   ],
+  [
+    /^vgg train --arch vgg13_bn --head compact --width-divisor 2 --data fashion-mnist --epochs 36 /,
+    "the 95% run, 82 minutes; even one step of it takes over 2 minutes (SWA's BN pass over 60,000 images, eight " +
+      "scorings of the 10,000 test images); its flags run on small data in cli-flag-runs, precision and train-averaging-cli, and " +
+      "torch-eval-fmnist checks a Fashion-MNIST run's scores against PyTorch",
+  ],
 ];
 
 /** The shell commands of README's ```sh blocks: comments dropped, continuation and synopsis lines joined. */
